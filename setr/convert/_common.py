@@ -1,0 +1,90 @@
+"""Strict state-dict conversion: every source key is mapped or dropped for a stated reason."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["DROP", "ConversionError", "Rule", "apply_rules", "check_against_model"]
+
+DROP = None
+"""Target of a rule whose source tensors are discarded (the rule's ``why`` says why)."""
+
+
+class ConversionError(ValueError):
+    """A checkpoint does not fit the model: keys left unmapped, missing or mis-shaped."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``pattern`` (a full-match regex on the source key) -> ``target`` (a ``re.sub`` template).
+
+    ``target=DROP`` discards the tensor; ``transform`` edits the tensor (e.g. a transpose).
+    """
+
+    pattern: str
+    target: str | None
+    why: str = ""
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def _listing(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def apply_rules(source: Mapping[str, torch.Tensor], rules: list[Rule], what: str) -> dict[str, torch.Tensor]:
+    """Pop every key of ``source`` through the first rule that matches it.
+
+    Raises:
+        ConversionError: keys that no rule matches, or two source keys landing on one target.
+    """
+    remaining = dict(source)
+    converted: dict[str, torch.Tensor] = {}
+    compiled = [(re.compile(rule.pattern), rule) for rule in rules]
+    for key in list(remaining):
+        for regex, rule in compiled:
+            if regex.fullmatch(key):
+                tensor = remaining.pop(key)
+                if rule.target is DROP:
+                    break
+                new_key = regex.sub(rule.target, key)
+                if new_key in converted:
+                    raise ConversionError(f"{what}: two source keys map to {new_key!r}")
+                converted[new_key] = rule.transform(tensor) if rule.transform else tensor
+                break
+    if remaining:
+        raise ConversionError(
+            f"{what}: {len(remaining)} key(s) could not be mapped: {_listing(sorted(remaining))}. "
+            "Is this a checkpoint of this kind of model?"
+        )
+    return converted
+
+
+def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
+    """Fail unless ``converted`` has exactly the model's keys, with the model's shapes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    mis_shaped = sorted(
+        f"{k} (checkpoint {list(converted[k].shape)} vs model {list(expected[k].shape)})"
+        for k in set(expected) & set(converted)
+        if converted[k].shape != expected[k].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing from the checkpoint: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"not in the model: {_listing(unexpected)}")
+    if mis_shaped:
+        problems.append(f"shape mismatch: {_listing(mis_shaped, 6)}")
+    if problems:
+        raise ConversionError(
+            f"{what} does not fit {type(model).__name__}"
+            f"({model.config.get('head', '?') if hasattr(model, 'config') else ''}): "
+            + "; ".join(problems)
+            + ". Check that the model name (head, dataset/classes, backbone size) matches the checkpoint."
+        )

@@ -1,0 +1,38 @@
+"""Small tensor helpers shared by the encoder and the heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ConvBNReLU", "resize", "tokens_to_map"]
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(B, h*w, D) -> (B, D, h, w)`` for a row-major token grid ``(h, w)``."""
+    batch, count, dim = tokens.shape
+    if count != grid[0] * grid[1]:
+        raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")
+    return tokens.transpose(1, 2).reshape(batch, dim, grid[0], grid[1])
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize ``(B, C, h, w) -> (B, C, *size)``; returns ``x`` itself when already that size."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class ConvBNReLU(nn.Sequential):
+    """``Conv2d -> BatchNorm2d -> ReLU`` with 'same' padding; children named ``conv``, ``bn``, ``act``.
+
+    ``(B, C_in, h, w) -> (B, C_out, h, w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)

@@ -1,0 +1,278 @@
+"""The SETR segmentor: a ViT encoder and a Naive, PUP or MLA decoder, with auxiliary heads."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from .encoder import ViTEncoder
+from .heads import MLAAuxHead, MLAHead, MLANeck, UpHead
+
+__all__ = ["HEAD_TYPES", "SETR"]
+
+HEAD_TYPES = ("naive", "pup", "mla")
+
+# Encoder taps of the official ViT-L (24 blocks) configs; other depths scale them as floor(i * depth / 24).
+_VITL_DECODE_INDEX = 23
+_VITL_AUX_INDICES = {"naive": (9, 14, 19), "pup": (9, 14, 19, 23)}
+_VITL_MLA_INDICES = (5, 11, 17, 23)
+# Official head topology: (kernel, up_scales) of the decode head and of the auxiliary heads.
+_OFFICIAL_DECODE = {"naive": (1, (1,)), "pup": (3, (2, 2, 2, 1))}
+_OFFICIAL_AUX = {"naive": (1, (1,)), "pup": (3, (4,))}
+
+
+def _scaled(indices: tuple[int, ...], depth: int) -> list[int]:
+    return [i * depth // 24 for i in indices]
+
+
+class SETR(nn.Module):
+    """SEgmentation TRansformer (Zheng et al., CVPR 2021).
+
+    The constructor arguments are the whole configuration: flat, JSON-able, and stored resolved
+    (no ``None``) in ``model.config``, so ``SETR(**model.config)`` rebuilds the same network.
+
+    ``forward``: ``(B, in_chans, H, W)`` normalised images of any size ->
+    ``(B, num_classes, H, W)`` logits; with ``return_aux=True`` also the list of auxiliary logits,
+    each ``(B, num_classes, H, W)``.
+    """
+
+    def __init__(
+        self,
+        head: str = "pup",
+        num_classes: int = 19,
+        img_size: int = 768,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool | None = None,
+        decode_index: int | None = None,
+        aux_indices: list[int] | tuple[int, ...] | None = None,
+        mla_indices: list[int] | tuple[int, ...] | None = None,
+        head_channels: int = 256,
+        head_conv_bias: bool = True,
+        decode_kernel_size: int | None = None,
+        decode_up_scales: list[int] | tuple[int, ...] | None = None,
+        aux_kernel_size: int | None = None,
+        aux_up_scales: list[int] | tuple[int, ...] | None = None,
+        mla_channels: int = 256,
+        mla_head_channels: int = 128,
+        mla_classifier_kernel: int = 3,
+        mla_align_corners: bool = True,
+        mla_aux_bias: bool = False,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        """
+        Args:
+            head: decoder type, ``"naive"``, ``"pup"`` or ``"mla"``.
+            num_classes: output classes.
+            img_size: training crop side (sets the stored position-embedding grid); inputs of any
+                size are accepted.
+            patch_size: ViT patch side.
+            in_chans: image channels.
+            embed_dim: token width D.
+            depth: transformer blocks.
+            num_heads: attention heads.
+            mlp_ratio: MLP hidden width / D.
+            qkv_bias: bias in the qkv projection.
+            class_token: run a cls token through the blocks. Default: True for Naive/PUP,
+                False for MLA (the official code drops it before the first block).
+            decode_index: encoder block (0-based) read by the Naive/PUP decode head.
+                Default ``depth - 1``.
+            aux_indices: what each auxiliary head reads: encoder blocks for Naive/PUP, neck levels
+                for MLA; one head per entry, ``[]`` for none. Default: the official choice for
+                ViT-L, ``(9, 14, 19)`` Naive, ``(9, 14, 19, 23)`` PUP, scaled to ``depth``;
+                ``(0, 1, 2, 3)`` MLA.
+            mla_indices: the 4 encoder blocks the MLA neck reads. Default ``(5, 11, 17, 23)``
+                scaled to ``depth``.
+            head_channels: width of the Naive/PUP conv stages.
+            head_conv_bias: bias in the Naive/PUP stage convolutions (official: yes; mmseg: no).
+            decode_kernel_size: conv kernel of the decode head (official: Naive 1, PUP 3).
+            decode_up_scales: upsampling after each decode conv stage (official: Naive ``(1,)``,
+                PUP ``(2, 2, 2, 1)``).
+            aux_kernel_size: conv kernel of the Naive/PUP auxiliary heads (official: Naive 1, PUP 3).
+            aux_up_scales: upsampling after each auxiliary conv stage (official: Naive ``(1,)``,
+                PUP ``(4,)``).
+            mla_channels: width of the MLA neck.
+            mla_head_channels: width of each MLA head branch.
+            mla_classifier_kernel: MLA classifier kernel (official 3).
+            mla_align_corners: ``align_corners`` of the MLA x4 upsampling (official True).
+            mla_aux_bias: bias in the MLA auxiliary classifiers (official False).
+            drop_rate: dropout in the encoder.
+            attn_drop_rate: attention dropout.
+            drop_path_rate: stochastic depth of the last block (linear from 0).
+            grad_checkpointing: recompute encoder blocks in the backward pass to save memory.
+        """
+        super().__init__()
+        if head not in HEAD_TYPES:
+            raise ValueError(f"unknown head {head!r}: choose one of {', '.join(HEAD_TYPES)}")
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+        is_mla = head == "mla"
+        if class_token is None:
+            class_token = not is_mla
+        if is_mla:
+            mla_indices = list(mla_indices) if mla_indices is not None else _scaled(_VITL_MLA_INDICES, depth)
+            if len(mla_indices) != 4:
+                raise ValueError(f"mla_indices needs 4 encoder blocks, got {mla_indices}")
+            aux_indices = list(aux_indices) if aux_indices is not None else [0, 1, 2, 3]
+            decode_index = decode_kernel_size = aux_kernel_size = None
+            decode_up_scales = aux_up_scales = None
+            encoder_taps = mla_indices
+        else:
+            decode_index = depth - 1 if decode_index is None else int(decode_index)
+            if aux_indices is None:
+                aux_indices = _scaled(_VITL_AUX_INDICES[head], depth)
+            aux_indices = [int(i) for i in aux_indices]
+            official_kernel, official_scales = _OFFICIAL_DECODE[head]
+            decode_kernel_size = official_kernel if decode_kernel_size is None else decode_kernel_size
+            decode_up_scales = list(official_scales if decode_up_scales is None else decode_up_scales)
+            aux_kernel, aux_scales = _OFFICIAL_AUX[head]
+            aux_kernel_size = aux_kernel if aux_kernel_size is None else aux_kernel_size
+            aux_up_scales = list(aux_scales if aux_up_scales is None else aux_up_scales)
+            mla_indices = None
+            encoder_taps = [decode_index, *aux_indices]
+        for i in encoder_taps:
+            if not 0 <= i < depth:
+                raise ValueError(f"encoder block index {i} is out of range for depth {depth}")
+        if is_mla:
+            for i in aux_indices:
+                if not 0 <= i < 4:
+                    raise ValueError(f"MLA aux_indices name neck levels 0..3, got {i}")
+
+        self.config: dict[str, Any] = dict(
+            head=head, num_classes=num_classes, img_size=img_size, patch_size=patch_size,
+            in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, class_token=class_token,
+            decode_index=decode_index, aux_indices=aux_indices, mla_indices=mla_indices,
+            head_channels=head_channels, head_conv_bias=head_conv_bias,
+            decode_kernel_size=decode_kernel_size, decode_up_scales=decode_up_scales,
+            aux_kernel_size=aux_kernel_size, aux_up_scales=aux_up_scales,
+            mla_channels=mla_channels, mla_head_channels=mla_head_channels,
+            mla_classifier_kernel=mla_classifier_kernel, mla_align_corners=mla_align_corners,
+            mla_aux_bias=mla_aux_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+            drop_path_rate=drop_path_rate, grad_checkpointing=grad_checkpointing,
+        )  # fmt: skip
+        self.head_type = head
+        self.num_classes = num_classes
+
+        self.encoder = ViTEncoder(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            class_token=class_token, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+            drop_path_rate=drop_path_rate,
+        )  # fmt: skip
+        self.encoder.set_grad_checkpointing(grad_checkpointing)
+        if is_mla:
+            self.neck: MLANeck | None = MLANeck(embed_dim, mla_channels)
+            self.decode_head: nn.Module = MLAHead(
+                num_classes, mla_channels, mla_head_channels,
+                classifier_kernel=mla_classifier_kernel, align_corners=mla_align_corners,
+            )  # fmt: skip
+            self.aux_heads = nn.ModuleList(
+                MLAAuxHead(num_classes, mla_channels, bias=mla_aux_bias) for _ in aux_indices
+            )
+        else:
+            self.neck = None
+            self.decode_head = UpHead(
+                embed_dim, num_classes, head_channels, decode_kernel_size, decode_up_scales, head_conv_bias
+            )
+            self.aux_heads = nn.ModuleList(
+                UpHead(embed_dim, num_classes, head_channels, aux_kernel_size, aux_up_scales, head_conv_bias)
+                for _ in aux_indices
+            )
+
+    # ----------------------------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        in_chans = self.config["in_chans"]
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != in_chans:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"SETR expects a normalised image batch of shape (B, {in_chans}, H, W), got {shape}; "
+                "use setr.inference to preprocess PIL images or arrays"
+            )
+
+    def forward_features(self, x: torch.Tensor, with_aux: bool = False) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """The features the heads read.
+
+        Returns:
+            For Naive/PUP the encoder tokens ``(B, h*w, D)`` of ``[decode_index, *aux_indices]``
+            (only the decode tap unless ``with_aux``); for MLA the neck levels
+            ``(B, mla_channels, h, w)``, shallowest first. And the token grid ``(h, w)``.
+        """
+        self._check_input(x)
+        cfg = self.config
+        if self.neck is not None:
+            tokens, grid = self.encoder(x, cfg["mla_indices"])
+            return self.neck(tokens, grid), grid
+        taps = [cfg["decode_index"], *cfg["aux_indices"]] if with_aux else [cfg["decode_index"]]
+        return self.encoder(x, taps)
+
+    def forward(
+        self, x: torch.Tensor, return_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """
+        Args:
+            x: normalised images ``(B, in_chans, H, W)``, any ``H, W`` (padded internally to a
+                multiple of the patch size; the padding is cropped from the output).
+            return_aux: also return the auxiliary heads' logits (for training).
+
+        Returns:
+            Logits ``(B, num_classes, H, W)``, and with ``return_aux`` the list of auxiliary logits.
+        """
+        height, width = x.shape[-2:]
+        features, grid = self.forward_features(x, with_aux=return_aux)
+        patch = self.config["patch_size"]
+        out_size = (grid[0] * patch, grid[1] * patch)
+        if self.neck is not None:
+            logits = self.decode_head(features, out_size)
+            aux_inputs = [features[i] for i in self.config["aux_indices"]] if return_aux else []
+            aux = [head(f, out_size) for head, f in zip(self.aux_heads, aux_inputs)]
+        else:
+            logits = self.decode_head(features[0], grid, out_size)
+            aux = [head(f, grid, out_size) for head, f in zip(self.aux_heads, features[1:])]
+        logits = logits[..., :height, :width]
+        if not return_aux:
+            return logits
+        return logits, [a[..., :height, :width] for a in aux]
+
+    # ------------------------------------------------------------------------------- utilities
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory: recompute encoder blocks during backward."""
+        self.encoder.set_grad_checkpointing(enable)
+        self.config["grad_checkpointing"] = enable
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"encoder.{name}" for name in self.encoder.no_weight_decay()}
+
+    def classifier_names(self) -> list[str]:
+        """Parameter-name prefixes of every classifier (decode and auxiliary)."""
+        names = ["decode_head.classifier"]
+        names += [f"aux_heads.{i}.classifier" for i in range(len(self.aux_heads))]
+        return names
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace every classifier (decode and auxiliary) with a freshly initialised one."""
+        for prefix in self.classifier_names():
+            owner = self.get_submodule(prefix.rsplit(".", 1)[0])
+            old: nn.Conv2d = owner.classifier
+            owner.classifier = nn.Conv2d(
+                old.in_channels, num_classes, old.kernel_size, padding=old.padding, bias=old.bias is not None
+            ).to(device=old.weight.device, dtype=old.weight.dtype)
+        self.num_classes = num_classes
+        self.config["num_classes"] = num_classes
+
+    def get_config(self) -> dict[str, Any]:
+        """A deep copy of the constructor arguments (JSON-able)."""
+        return copy.deepcopy(self.config)
