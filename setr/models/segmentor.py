@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hub import SETRHubMixin
 from .encoder import ViTEncoder
 from .heads import MLAAuxHead, MLAHead, MLANeck, UpHead
 
@@ -28,11 +29,14 @@ def _scaled(indices: tuple[int, ...], depth: int) -> list[int]:
     return [i * depth // 24 for i in indices]
 
 
-class SETR(nn.Module):
+class SETR(nn.Module, SETRHubMixin):
     """SEgmentation TRansformer (Zheng et al., CVPR 2021).
 
     The constructor arguments are the whole configuration: flat, JSON-able, and stored resolved
     (no ``None``) in ``model.config``, so ``SETR(**model.config)`` rebuilds the same network.
+
+    Hub methods: ``save_pretrained(dir)``, ``SETR.from_pretrained(repo_id_or_dir)``,
+    ``push_to_hub(repo_id)`` (``config.json`` + ``model.safetensors`` + model card).
 
     ``forward``: ``(B, in_chans, H, W)`` normalised images of any size ->
     ``(B, num_classes, H, W)`` logits; with ``return_aux=True`` also the list of auxiliary logits,

@@ -1,0 +1,192 @@
+"""Hub format: save/load round trips, and zoo downloads through hf_hub_download from an offline cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import setr
+from setr.convert import ConversionError
+from setr.hub import convert_checkpoint
+from setr.pretrained import HUB_REVISION, hub_repo_id
+
+from .conftest import golden_state_dict, load_golden, tiny_kwargs
+
+TINY_PUP = dict(embed_dim=32, depth=2, num_heads=2, decode_index=1, aux_indices=[0])
+ZOO = "setr_pup_vitl_ade20k"
+TAG = "official_160k"
+
+
+def tiny_zoo_model() -> setr.SETR:
+    return setr.create_model(f"{ZOO}.{TAG}", **TINY_PUP).eval()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny_zoo_model()
+    model.save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert {k: config[k] for k in model.config} == json.loads(json.dumps(model.config))
+    assert config["pretrained_cfg"]["dataset"] == "ade20k"
+    card = (tmp_path / "README.md").read_text()
+    for expected in ("48.62", "50.09", "ade20k", "sliding window 512/341", "@inproceedings{zheng2021rethinking"):
+        assert expected in card
+    loaded = setr.from_pretrained(tmp_path)
+    assert loaded.config == model.config and not loaded.training
+    assert loaded.pretrained_cfg["class_names"][:2] == ["wall", "building"]
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
+
+
+def test_new_class_count_reinitialises_only_the_classifiers(tmp_path):
+    model = tiny_zoo_model()
+    model.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="re-initialising the classifiers for 4 classes"):
+        loaded = setr.from_pretrained(tmp_path, num_classes=4)
+    assert loaded.decode_head.classifier.out_channels == 4 and loaded.config["num_classes"] == 4
+    original = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        if ".classifier." not in key:
+            assert torch.equal(value, original[key]), key
+    assert "class_names" not in loaded.pretrained_cfg
+
+
+def test_broken_folders_are_explained(tmp_path):
+    model = tiny_zoo_model()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        setr.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConversionError, match="truncated"):
+        setr.from_pretrained(tmp_path)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        setr.from_pretrained(tmp_path)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    tiny_zoo_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["depth"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match="missing from the checkpoint: encoder.blocks.2"):
+        setr.from_pretrained(tmp_path)
+
+
+def build_hub_cache(cache: Path, repo_id: str, revision: str, files: dict[str, bytes]) -> None:
+    """A Hugging Face cache holding ``files`` for ``repo_id`` at ``revision`` (the layout hf_hub_download reads)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / revision).write_text(commit)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+
+
+def run_offline(script: str, cache: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(cache.parent / "hf_home"))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_pretrained_zoo_name_loads_through_hf_hub_download_offline(tmp_path):
+    model = tiny_zoo_model()
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    cache = tmp_path / "hub"
+    files = {n: (folder / n).read_bytes() for n in ("config.json", "model.safetensors", "README.md")}
+    build_hub_cache(cache, hub_repo_id(ZOO, TAG), HUB_REVISION, files)
+    x = torch.randn(1, 3, 48, 64)
+    torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
+    result = run_offline(
+        f"""
+        import torch, setr
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        model = setr.create_model("{ZOO}", pretrained=True, **{TINY_PUP!r}).eval()
+        assert model.pretrained_cfg["loaded_from"]["hub"] == "{hub_repo_id(ZOO, TAG)}"
+        torch.testing.assert_close(model(io["x"]), io["y"], atol=0, rtol=0)
+        again = setr.from_pretrained("{hub_repo_id(ZOO, TAG)}", revision="{HUB_REVISION}")
+        torch.testing.assert_close(again(io["x"]), io["y"], atol=0, rtol=0)
+        print("OK")
+        """,
+        cache,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_unavailable_weights_say_where_to_get_them_and_how_to_convert(tmp_path):
+    result = run_offline(
+        f"""
+        import setr
+        try:
+            setr.create_model("{ZOO}", pretrained=True, **{TINY_PUP!r})
+        except setr.PretrainedWeightsUnavailable as error:
+            print(error)
+        """,
+        tmp_path / "empty_cache",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = result.stdout
+    assert "drive.google.com/file/d/1hCeiz60ITgVPkWsrKwah8JnwM3G8VVL4" in message
+    assert f"setr convert --model {ZOO}.{TAG} --checkpoint" in message
+    assert hub_repo_id(ZOO, TAG) in message
+
+
+def test_hub_repo_without_weights_is_explained(tmp_path):
+    model = tiny_zoo_model()
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    cache = tmp_path / "hub"
+    build_hub_cache(cache, "someone/setr-broken", "main", {"config.json": (folder / "config.json").read_bytes()})
+    result = run_offline(
+        """
+        import setr
+        try:
+            setr.from_pretrained("someone/setr-broken")
+        except FileNotFoundError as error:
+            print(error)
+        """,
+        cache,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "someone/setr-broken" in result.stdout and "model.safetensors" in result.stdout
+
+
+def test_convert_official_checkpoint_to_hub_folder(tmp_path):
+    tensors, _ = load_golden("naive")
+    checkpoint = tmp_path / "official_naive.pth"
+    torch.save({"meta": {"iter": 80000}, "state_dict": golden_state_dict(tensors)}, checkpoint)
+    overrides = {k: v for k, v in tiny_kwargs("naive").items() if k not in ("head",)}
+    convert_checkpoint("setr_naive_vitl_cityscapes.official_80k", checkpoint, tmp_path / "out", **overrides)
+    card = (tmp_path / "out" / "README.md").read_text()
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert f"converted by setr from the official checkpoint official_naive.pth (sha256 {digest})" in card
+    assert "77.9" in card  # the reported mIoU of the default Cityscapes Naive release
+    loaded = setr.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tensors["input"]), tensors["seg_logits"], atol=1e-5, rtol=0)
+
+
+def test_safetensors_written_by_save_pretrained_load_as_a_checkpoint(tmp_path):
+    model = tiny_zoo_model()
+    model.save_pretrained(tmp_path)
+    again = setr.create_model(ZOO, checkpoint_path=tmp_path / "model.safetensors", **TINY_PUP)
+    assert again.pretrained_cfg["loaded_from"]["format"] == "setr"
+    save_file({"junk": torch.zeros(1)}, str(tmp_path / "junk.safetensors"))
+    with pytest.raises(ConversionError, match="unrecognised checkpoint layout"):
+        setr.create_model(ZOO, checkpoint_path=tmp_path / "junk.safetensors", **TINY_PUP)
