@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["HUB_ORGANISATION", "HUB_REVISION", "PRETRAINED", "PretrainedCfg", "hub_repo_id"]
+__all__ = ["HUB_ORGANISATION", "HUB_REPOS", "HUB_REVISION", "PRETRAINED", "PretrainedCfg", "hub_repo_id"]
 
 HUB_ORGANISATION = "setr-pytorch"
 """Owner of the Hub repositories; one repository per ``name.tag``."""
@@ -23,8 +23,8 @@ _PADDLEVIT = "https://github.com/BR-IDL/PaddleViT/tree/develop/semantic_segmenta
 
 
 def hub_repo_id(name: str, tag: str) -> str:
-    """The Hub repository of ``name.tag``, e.g. ``setr-pytorch/setr_pup_vitl_cityscapes.official_80k``."""
-    return f"{HUB_ORGANISATION}/{name}.{tag}"
+    """The Hub repository of ``name.tag`` (from :data:`HUB_REPOS`)."""
+    return HUB_REPOS[f"{name}.{tag}"]
 
 
 @dataclass(frozen=True)
@@ -194,3 +194,8 @@ PRETRAINED: dict[str, dict[str, PretrainedCfg]] = {
     },
 }
 """``name -> {tag: cfg}``; the first tag of each name is its default."""
+
+HUB_REPOS: dict[str, str] = {
+    f"{name}.{tag}": f"{HUB_ORGANISATION}/{name}.{tag}" for name, tags in PRETRAINED.items() for tag in tags
+}
+"""``name.tag -> Hub repository id``: the one table to edit when weights move (pinned to :data:`HUB_REVISION`)."""
