@@ -54,3 +54,19 @@ def test_converter_drops_only_dead_tensors():
     assert dropped == len(dead) == 2 * 5 + 1
     # pos_embed loses exactly its cls slot; the patch positions are kept bit for bit.
     assert torch.equal(converted["encoder.pos_embed"], source["backbone.pos_embed"][:, 1:])
+
+
+def test_unmapped_and_mis_shaped_keys_fail_loudly():
+    from setr.convert import ConversionError
+
+    tensors, _ = load_golden("pup")
+    source = golden_state_dict(tensors)
+    model = SETR(**tiny_kwargs("pup"))
+    with pytest.raises(ConversionError, match=r"could not be mapped: backbone\.extra_thing"):
+        convert_state_dict({**source, "backbone.extra_thing": torch.zeros(1)}, model, "official")
+    wrong_classes = SETR(**tiny_kwargs("pup", num_classes=21))
+    with pytest.raises(ConversionError, match=r"shape mismatch: .*classifier.*\[19, 256, 1, 1\] vs model \[21"):
+        convert_state_dict(source, wrong_classes, "official")
+    fewer_aux = SETR(**{**tiny_kwargs("pup"), "aux_indices": [1, 2]})
+    with pytest.raises(ConversionError, match=r"not in the model: aux_heads\.2\."):
+        convert_state_dict(source, fewer_aux, "official")
