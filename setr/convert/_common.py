@@ -36,8 +36,16 @@ def _listing(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-def apply_rules(source: Mapping[str, torch.Tensor], rules: list[Rule], what: str) -> dict[str, torch.Tensor]:
+def apply_rules(
+    source: Mapping[str, torch.Tensor], rules: list[Rule], what: str, dropped: dict[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """Pop every key of ``source`` through the first rule that matches it.
+
+    Args:
+        source: the checkpoint's tensors.
+        rules: tried in order; the first full match wins.
+        what: names the checkpoint in error messages.
+        dropped: if given, receives ``key -> why`` for every discarded tensor.
 
     Raises:
         ConversionError: keys that no rule matches, or two source keys landing on one target.
@@ -50,6 +58,8 @@ def apply_rules(source: Mapping[str, torch.Tensor], rules: list[Rule], what: str
             if regex.fullmatch(key):
                 tensor = remaining.pop(key)
                 if rule.target is DROP:
+                    if dropped is not None:
+                        dropped[key] = rule.why
                     break
                 new_key = regex.sub(rule.target, key)
                 if new_key in converted:
@@ -62,6 +72,13 @@ def apply_rules(source: Mapping[str, torch.Tensor], rules: list[Rule], what: str
             "Is this a checkpoint of this kind of model?"
         )
     return converted
+
+
+def _describe(model: torch.nn.Module) -> str:
+    config = getattr(model, "config", None)
+    if isinstance(config, Mapping) and "head" in config:
+        return f"{type(model).__name__}(head={config['head']!r}, num_classes={config.get('num_classes')})"
+    return type(model).__name__
 
 
 def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
@@ -83,8 +100,7 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
         problems.append(f"shape mismatch: {_listing(mis_shaped, 6)}")
     if problems:
         raise ConversionError(
-            f"{what} does not fit {type(model).__name__}"
-            f"({model.config.get('head', '?') if hasattr(model, 'config') else ''}): "
+            f"{what} does not fit {_describe(model)}: "
             + "; ".join(problems)
             + ". Check that the model name (head, dataset/classes, backbone size) matches the checkpoint."
         )
