@@ -1,0 +1,245 @@
+"""High-level inference: the official test protocol (resize, sliding window, multi-scale + flip) on user images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
+from .resize import multi_scale_sizes, resize_image, single_scale_size
+from .sliding import slide_inference, whole_inference
+
+__all__ = ["MODES", "Predictor", "Segmentation", "predict", "resolve_protocol"]
+
+MODES = ("whole", "slide")
+_PROTOCOL_FIELDS = tuple(f.name for f in fields(EvalProtocol))
+
+
+@dataclass
+class Segmentation:
+    """The result for one image, at the image's own size.
+
+    Attributes:
+        mask: ``(H, W)`` int64 class indices.
+        probs: ``(C, H, W)`` float32 softmax probabilities (averaged over views for ms+flip), or
+            ``None`` unless requested.
+    """
+
+    mask: torch.Tensor
+    probs: torch.Tensor | None = None
+
+
+def _as_protocol(value: EvalProtocol | dict[str, Any]) -> EvalProtocol:
+    if isinstance(value, EvalProtocol):
+        return value
+    unknown = set(value) - set(_PROTOCOL_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown protocol fields {sorted(unknown)}; known: {', '.join(_PROTOCOL_FIELDS)}")
+    return EvalProtocol(**value)
+
+
+def resolve_protocol(
+    model: nn.Module, protocol: EvalProtocol | dict[str, Any] | None = None, **overrides: Any
+) -> EvalProtocol:
+    """The test protocol to use: ``protocol``, else the model's zoo entry, else a default; then ``overrides``.
+
+    The default for a model without a dataset (built by architecture name or by hand) is a sliding
+    window of the model's training crop ``img_size`` with stride ``2/3`` of it (the official
+    ratio) and no test resize.
+
+    Args:
+        model: the segmentor; ``model.pretrained_cfg["protocol"]`` is used when present.
+        protocol: an :class:`setr.EvalProtocol` or a dict of its fields.
+        **overrides: :class:`setr.EvalProtocol` fields (``mode``, ``crop``, ``stride``,
+            ``test_scale``, ``short_side``, ``ms_ratios``); ``None`` is a value (e.g.
+            ``test_scale=None`` turns the test resize off).
+
+    Raises:
+        TypeError: an unknown field.
+        ValueError: an invalid value.
+    """
+    if protocol is None:
+        protocol = (getattr(model, "pretrained_cfg", None) or {}).get("protocol")
+    if protocol is None:
+        crop = int(getattr(model, "config", {}).get("img_size", 512))
+        protocol = EvalProtocol(mode="slide", crop=crop, stride=crop * 2 // 3, test_scale=None)
+    protocol = _as_protocol(protocol)
+    unknown = set(overrides) - set(_PROTOCOL_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown protocol fields {sorted(unknown)}; known: {', '.join(_PROTOCOL_FIELDS)}")
+    protocol = replace(protocol, **overrides)
+    if protocol.test_scale is not None:
+        protocol = replace(protocol, test_scale=tuple(protocol.test_scale))
+    protocol = replace(protocol, ms_ratios=tuple(float(r) for r in protocol.ms_ratios))
+    if protocol.mode not in MODES:
+        raise ValueError(f"unknown mode {protocol.mode!r}; choose one of {', '.join(MODES)}")
+    if protocol.crop <= 0 or not 0 < protocol.stride <= protocol.crop:
+        raise ValueError(f"need 0 < stride <= crop, got crop {protocol.crop} and stride {protocol.stride}")
+    if not protocol.ms_ratios or min(protocol.ms_ratios) <= 0:
+        raise ValueError(f"ms_ratios must be positive numbers, got {protocol.ms_ratios}")
+    if protocol.test_scale is not None and (len(protocol.test_scale) != 2 or min(protocol.test_scale) <= 0):
+        raise ValueError(f"test_scale must be (long, short) positive sizes or None, got {protocol.test_scale}")
+    return protocol
+
+
+class Predictor:
+    """Segment images the way the official code evaluates: test resize, slide/whole, optional ms+flip.
+
+    Example:
+        >>> model = setr.create_model("setr_pup_vitl_ade20k", pretrained=True)
+        >>> predictor = Predictor(model, batch_size=8, device="cuda")
+        >>> seg = predictor("room.jpg")                     # Segmentation(mask (H, W), probs None)
+        >>> segs = predictor([img1, img2], ms_flip=True, return_probs=True)
+
+    Single-scale: the image is resized by the protocol's ``short_side``/``test_scale`` (if any), the
+    network runs on it (whole or sliding window), and the logits are resized back to the image size.
+    Multi-scale + flip: for every ratio (and its horizontal flip) the same is done at the
+    ``setr_multi_scale`` size and the softmax probabilities are averaged.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        protocol: EvalProtocol | dict[str, Any] | None = None,
+        *,
+        batch_size: int = 4,
+        device: str | torch.device | None = None,
+        flip: bool = True,
+        **overrides: Any,
+    ) -> None:
+        """
+        Args:
+            model: a SETR (or any ``(B, 3, H, W) -> (B, C, H, W)`` segmentor); put in eval mode.
+            protocol: the test protocol; default: the model's zoo entry (see :func:`resolve_protocol`).
+            batch_size: windows (slide) or images (whole) per forward pass.
+            device: move the model there; default: where the model already is.
+            flip: include horizontal flips in multi-scale testing.
+            **overrides: protocol fields, e.g. ``mode="whole"``, ``crop=512, stride=341``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+            self.device = torch.device(device)
+        else:
+            parameter = next(model.parameters(), None)
+            self.device = parameter.device if parameter is not None else torch.device("cpu")
+        self.protocol = resolve_protocol(model, protocol, **overrides)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(cfg.get("std", IMAGENET_STD))
+        self.batch_size = batch_size
+        self.flip = flip
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(protocol={self.protocol}, batch_size={self.batch_size}, device={self.device})"
+
+    def network(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode: ``(B, C, H, W)``."""
+        if self.protocol.mode == "whole":
+            return whole_inference(self.model, images, self.batch_size)
+        return slide_inference(self.model, images, self.protocol.crop, self.protocol.stride, self.batch_size)
+
+    def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
+        height, width = images.shape[-2:]
+        x = normalize(resize_image(images, size), self.mean, self.std)
+        logits = self.network(x)
+        if tuple(logits.shape[-2:]) != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return logits
+
+    def single_scale_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Single-scale logits of same-size 0-255 RGB ``(B, 3, H, W)`` images: ``(B, C, H, W)``."""
+        images = images.to(self.device, torch.float32)
+        return self._view_logits(images, single_scale_size(*images.shape[-2:], self.protocol))
+
+    def ms_flip_probs(self, image: torch.Tensor) -> torch.Tensor:
+        """Multi-scale (+ flip) softmax probabilities of one 0-255 RGB ``(3, H, W)`` image: ``(C, H, W)``."""
+        image = image.to(self.device, torch.float32)[None]
+        total: torch.Tensor | None = None
+        views = 0
+        for size in multi_scale_sizes(*image.shape[-2:], self.protocol):
+            batch = torch.cat([image, image.flip(-1)]) if self.flip else image
+            probs = self._view_logits(batch, size).softmax(1)
+            if self.flip:
+                probs[1] = probs[1].flip(-1)
+            summed = probs.sum(0)
+            total = summed if total is None else total + summed
+            views += probs.shape[0]
+        assert total is not None
+        return total / views
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        ms_flip: bool = False,
+        return_probs: bool = False,
+    ) -> Segmentation | list[Segmentation]:
+        """Segment one image or a batch.
+
+        Args:
+            images: one image (path, PIL image, ``(H, W, 3)`` array, ``(3, H, W)`` tensor) or a
+                batch (list/tuple of those, ``(B, H, W, 3)`` array, ``(B, 3, H, W)`` tensor);
+                RGB on the 0-255 scale; sizes may differ.
+            ms_flip: multi-scale + flip testing with the protocol's ratios.
+            return_probs: also return the softmax probabilities.
+
+        Returns:
+            A :class:`Segmentation` for one image, a list of them for a batch; tensors on the CPU.
+        """
+        single = not is_batch(images)
+        rgb = to_rgb_tensors(images)
+        results: list[Segmentation] = []
+        if ms_flip:
+            for image in rgb:
+                probs = self.ms_flip_probs(image)
+                results.append(Segmentation(probs.argmax(0).cpu(), probs.cpu() if return_probs else None))
+        else:
+            for group in _same_size_groups(rgb, self.batch_size):
+                logits = self.single_scale_logits(torch.stack(group))
+                for one in logits:
+                    probs = one.softmax(0).cpu() if return_probs else None
+                    results.append(Segmentation(one.argmax(0).cpu(), probs))
+        return results[0] if single else results
+
+
+def _same_size_groups(images: list[torch.Tensor], batch_size: int) -> list[list[torch.Tensor]]:
+    """Consecutive images of one size, at most ``batch_size`` per group, in input order."""
+    groups: list[list[torch.Tensor]] = []
+    for image in images:
+        if groups and len(groups[-1]) < batch_size and groups[-1][0].shape == image.shape:
+            groups[-1].append(image)
+        else:
+            groups.append([image])
+    return groups
+
+
+def predict(
+    model: nn.Module,
+    images: ImageInput | Sequence[ImageInput],
+    *,
+    ms_flip: bool = False,
+    return_probs: bool = False,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    protocol: EvalProtocol | dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Segmentation | list[Segmentation]:
+    """One-call inference: ``Predictor(model, protocol, batch_size=..., device=..., **overrides)(images, ...)``.
+
+    Example:
+        >>> seg = setr.inference.predict(model, "street.png", mode="slide", ms_flip=True)
+        >>> seg.mask.shape                                   # (H, W), class indices
+    """
+    predictor = Predictor(model, protocol, batch_size=batch_size, device=device, **overrides)
+    return predictor(images, ms_flip=ms_flip, return_probs=return_probs)

@@ -1,0 +1,115 @@
+"""Turning user images (paths, PIL images, arrays, tensors) into RGB tensors and normalising them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.io import read_image
+from ..data.meta import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["ImageInput", "is_batch", "normalize", "preprocess", "to_rgb_tensor", "to_rgb_tensors"]
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+"""One image: a file path, a PIL image, an ``(H, W, 3)``/``(H, W)`` array or a ``(3, H, W)`` tensor."""
+
+
+def is_batch(images: Any) -> bool:
+    """Whether ``images`` holds several images: a list/tuple, an ``(B, H, W, 3)`` array or a ``(B, 3, H, W)`` tensor."""
+    if isinstance(images, (list, tuple)):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.ndim == 4
+    if isinstance(images, torch.Tensor):
+        return images.ndim == 4
+    return False
+
+
+def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
+    """One image as a float ``(3, H, W)`` tensor of RGB values on the 0-255 scale.
+
+    Args:
+        image: a path (read with PIL), a PIL image (any mode; converted to RGB), a numpy array
+            ``(H, W, 3)`` channels-last or ``(H, W)`` grey, or a tensor ``(3, H, W)``
+            channels-first. Arrays and tensors are read as RGB on the 0-255 scale, whatever their
+            dtype (as the official SETR pipeline): divide nothing, and pass BGR images reversed.
+
+    Raises:
+        TypeError: an unsupported type.
+        ValueError: an unsupported shape.
+        setr.data.io.ImageReadError: a path that cannot be read.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image).float()
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).float()
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(
+                f"a numpy image must be (H, W, 3) RGB or (H, W) grey, got shape {image.shape}; "
+                "channels-first data should be passed as a torch tensor"
+            )
+        array = np.ascontiguousarray(image[:, :, :3])
+        return torch.from_numpy(array).permute(2, 0, 1).float()
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"an image tensor must be (3, H, W) RGB, got shape {tuple(image.shape)}; "
+                "channels-last data should be passed as a numpy array"
+            )
+        return image.float()
+    raise TypeError(
+        f"unsupported image type {type(image).__name__}: pass a path, a PIL image, a numpy array or a tensor"
+    )
+
+
+def to_rgb_tensors(images: ImageInput | Sequence[ImageInput]) -> list[torch.Tensor]:
+    """Every image of ``images`` (one image or a batch, see :func:`is_batch`) as ``(3, H, W)`` 0-255 floats."""
+    if not is_batch(images):
+        return [to_rgb_tensor(images)]
+    return [to_rgb_tensor(image) for image in images]
+
+
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """``(images - mean) / std`` per channel, for ``(..., 3, H, W)`` RGB values on the 0-255 scale."""
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    return (images - mean_t) / std_t
+
+
+def preprocess(
+    images: ImageInput | Sequence[ImageInput],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Images of one size as the normalised batch ``model(x)`` takes.
+
+    Args:
+        images: one image or a batch (see :func:`to_rgb_tensor`), all of the same size.
+        mean: RGB mean on the 0-255 scale (``model.pretrained_cfg["mean"]``).
+        std: RGB std on the 0-255 scale.
+
+    Returns:
+        ``(B, 3, H, W)`` float32, normalised.
+
+    Raises:
+        ValueError: images of different sizes (use :class:`setr.inference.Predictor` for those).
+    """
+    tensors = to_rgb_tensors(images)
+    sizes = {tuple(t.shape[-2:]) for t in tensors}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"images of different sizes {sorted(sizes)} cannot share a batch; use setr.inference.Predictor"
+        )
+    return normalize(torch.stack(tensors), mean, std)
