@@ -1,0 +1,421 @@
+"""The ``setr`` command line: ``setr list``, ``setr predict``, ``setr eval``.
+
+Each subcommand is registered by one ``_add_<name>(subparsers)`` function that sets its handler
+as ``func``; a handler returns the exit status (0 success, 1 some inputs failed, 2 nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CliError", "build_parser", "main"]
+
+
+class CliError(Exception):
+    """A problem to report in one line (``setr: error: ...``) before exiting with status 2."""
+
+
+# ------------------------------------------------------------------------------------ shared
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help="zoo or architecture name, e.g. setr_pup_vitl_cityscapes")
+    group.add_argument("--checkpoint", help="weights file: official .pth, mmseg, PaddleViT or setr safetensors")
+    group.add_argument("--pretrained", action="store_true", help="download the zoo name's released weights")
+    group.add_argument(
+        "--override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="SETR constructor argument (JSON value), repeatable: --override embed_dim=32",
+    )  # fmt: skip
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    group.add_argument("--batch-size", type=int, default=4, help="windows (slide) or images (whole) per forward pass")
+
+
+def _add_protocol_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("test protocol (default: the zoo entry's official protocol)")
+    group.add_argument("--mode", choices=("whole", "slide"), help="run the network on whole images or sliding windows")
+    group.add_argument("--crop", type=int, help="sliding-window side")
+    group.add_argument("--stride", type=int, help="sliding-window stride")
+    group.add_argument("--ms-flip", action="store_true", help="multi-scale + flip testing (the official ratios)")
+    group.add_argument("--no-flip", action="store_true", help="with --ms-flip: scales only, no flips")
+    group.add_argument(
+        "--protocol", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="other protocol fields (JSON value), e.g. test_scale=null, short_side=520, ms_ratios=[1.0,1.5]",
+    )  # fmt: skip
+
+
+def _device(name: str | None):
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CliError(f"--device {name}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def _load_model(args: argparse.Namespace):
+    import setr
+    from setr.convert import ConversionError
+
+    overrides = dict(args.override)
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise CliError(f"{args.checkpoint}: checkpoint file not found")
+    try:
+        model = setr.create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **overrides)
+    except KeyError as error:
+        raise CliError(f"--model {args.model}: {error.args[0] if error.args else error}") from None
+    except TypeError as error:
+        raise CliError(f"--override {overrides}: {error}") from None
+    except ConversionError as error:
+        raise CliError(f"{args.checkpoint}: {_one_line(error)}") from None
+    except (ValueError, OSError) as error:
+        raise CliError(f"--model {args.model}: {_one_line(error)}") from None
+    return model
+
+
+def _predictor(args: argparse.Namespace, model):
+    from setr.inference import Predictor
+
+    overrides = dict(args.protocol)
+    for field in ("mode", "crop", "stride"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    try:
+        return Predictor(
+            model, batch_size=args.batch_size, device=_device(args.device), flip=not args.no_flip, **overrides
+        )
+    except (TypeError, ValueError) as error:
+        raise CliError(f"protocol: {error}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split())
+
+
+def _progress(iterable, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(iterable, dynamic_ncols=True, file=sys.stderr, **kwargs)
+
+
+def _report(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+# -------------------------------------------------------------------------------------- list
+def _add_list(subparsers) -> None:
+    parser = subparsers.add_parser("list", help="the model zoo: names, dataset, classes, reported mIoU")
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter on the name, e.g. '*ade20k*'")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.set_defaults(func=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from setr.zoo_table import zoo_rows
+
+    rows = [r for r in zoo_rows() if fnmatch.fnmatch(str(r["name"]), args.pattern)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        raise CliError(f"no zoo entry matches {args.pattern!r}")
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    width = max(len(str(r["name"])) for r in rows) + 10
+    print(f"{'name':<{width}} {'dataset':<11} {'classes':>7} {'mIoU':>6} {'ms+flip':>7}")
+    for row in rows:
+        name = f"{row['name']}{' (default)' if row['default'] else ''}"
+        print(
+            f"{name:<{width}} {row['dataset']:<11} {row['classes']:>7} {fmt(row['miou']):>6} {fmt(row['miou_ms']):>7}"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------------- predict
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="segment images: palette PNG masks and colour overlays",
+        description="Segment image files and folders (searched recursively). For each image X the output "
+        "folder gets X.png (class indices, palette PNG) and X_overlay.jpg (colours over the image).",
+    )  # fmt: skip
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours")
+    parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
+    parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
+    _add_model_args(parser)
+    _add_protocol_args(parser)
+    parser.set_defaults(func=_run_predict)
+
+
+def _collect_images(inputs: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(image, output stem relative to --out)`` for every input, and the inputs that do not exist."""
+    from setr.data.io import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, Path]] = []
+    missing: list[str] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                missing.append(f"{path}: no images in this folder ({', '.join(IMAGE_EXTENSIONS)})")
+            found += [(p, p.relative_to(path).with_suffix("")) for p in images]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            missing.append(f"{path}: no such file or folder")
+    seen: dict[Path, int] = {}
+    unique = []
+    for image, stem in found:
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        unique.append((image, stem if count == 0 else stem.with_name(f"{stem.name}_{count}")))
+    return unique, missing
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from setr.data.io import ImageReadError, read_image
+    from setr.inference import mask_to_image, overlay, palette_for
+
+    images, missing = _collect_images(args.inputs)
+    for message in missing:
+        _report(f"skipped {message}")
+    if not images:
+        raise CliError("no images to segment in " + " ".join(args.inputs))
+    model = _load_model(args)
+    predictor = _predictor(args, model)
+    palette = palette_for(model.num_classes, model.pretrained_cfg.get("palette"))
+    out = Path(args.out)
+    failed = len(missing)
+    for path, stem in _progress(images, desc="predict", unit="img"):
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            _report(f"skipped {error}")
+            failed += 1
+            continue
+        seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
+        target = out / stem
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mask_to_image(seg.mask, palette).save(target.with_name(f"{target.name}.png"))
+        if not args.no_overlay:
+            overlay(image, seg.mask, palette, args.alpha).save(
+                target.with_name(f"{target.name}_overlay.jpg"), quality=90
+            )
+        if args.save_probs:
+            np.save(target.with_name(f"{target.name}_probs.npy"), seg.probs.numpy().astype(np.float16))
+    done = len(images) - (failed - len(missing))
+    _report(f"wrote {done} segmentations to {out}" + (f"; {failed} inputs failed" if failed else ""))
+    return 1 if failed else 0
+
+
+# -------------------------------------------------------------------------------------- eval
+_EVAL_DATASETS = ("cityscapes", "ade20k", "pcontext", "pcontext59", "folder")
+
+
+def _add_eval(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="mIoU on a dataset with the official protocol",
+        description="Evaluate on a dataset in its official layout (see docs/inference.md). Prints the per-class "
+        "table and writes it as JSON. Under torchrun the images are split over the processes.",
+    )  # fmt: skip
+    parser.add_argument("--dataset", required=True, choices=_EVAL_DATASETS, help="pcontext59: the 59-class convention")
+    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--split", default=None, help="default: val (folder: images/ and masks/ themselves)")
+    parser.add_argument("--classes", help="folder dataset: class list file (default ROOT/classes.txt)")
+    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--workers", type=int, default=2, help="image-reading worker processes")
+    parser.add_argument("--json", dest="json_path", help="result file (default: ./setr_eval_<model>_<dataset>.json)")
+    _add_model_args(parser)
+    _add_protocol_args(parser)
+    parser.set_defaults(func=_run_eval)
+
+
+class _SafeSamples:
+    """Dataset items, with a failure returned as ``{"error": message}`` instead of raised."""
+
+    def __init__(self, dataset, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from setr.data.io import ImageReadError
+
+        try:
+            return self.dataset[self.indices[i]]
+        except (ImageReadError, OSError, ValueError) as error:
+            return {"error": _one_line(error)}
+
+
+def _eval_dataset(args: argparse.Namespace, num_classes: int | None = None):
+    """The dataset of ``--dataset``; for ``pcontext59`` its labels follow the model (59 or 60 outputs)."""
+    from setr.data.datasets import DatasetLayoutError, build_dataset
+
+    name, kwargs = args.dataset, {}
+    if name == "pcontext59":
+        name = "pcontext"
+        kwargs["num_classes"] = 59 if num_classes == 59 else 60
+    if name == "folder" and args.classes:
+        kwargs["classes"] = args.classes
+    try:
+        return build_dataset(name, args.root, args.split, **kwargs)
+    except (DatasetLayoutError, ValueError) as error:
+        raise CliError(f"--dataset {args.dataset}: {_one_line(error)}") from None
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``, joining the torchrun process group when launched by torchrun."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from setr.metrics import ConfusionMatrix
+
+    rank, world = _distributed()
+    if world > 1 and args.device is None and torch.cuda.is_available():
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    dataset = _eval_dataset(args)  # layout errors before the (slow) model load
+    model = _load_model(args)
+    if args.dataset == "pcontext59" and model.num_classes == 59:
+        dataset = _eval_dataset(args, 59)
+    exclude = [0] if args.dataset == "pcontext59" and model.num_classes == 60 else []
+    if model.num_classes != dataset.num_classes:
+        raise CliError(
+            f"--model {args.model} predicts {model.num_classes} classes but --dataset {args.dataset} has "
+            f"{dataset.num_classes}; pick the model trained on this dataset"
+        )
+    predictor = _predictor(args, model)
+    metric = ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.class_names, exclude_classes=exclude)
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    samples = _SafeSamples(dataset, range(rank, count, world))
+    loader = DataLoader(samples, batch_size=None, num_workers=max(args.workers, 0))
+    failed: list[str] = []
+    bar = _progress(loader, desc="eval", unit="img", disable=rank != 0)
+    for sample in bar:
+        if "error" in sample:
+            _report(f"skipped {sample['error']}")
+            failed.append(sample["error"])
+            continue
+        seg = predictor(sample["image"], ms_flip=args.ms_flip)
+        metric.update(seg.mask, sample["mask"])
+        bar.set_postfix(mIoU=f"{100 * metric.compute()['mIoU']:.2f}")
+    metric.all_reduce()
+    if world > 1:
+        failed = _gather_failures(failed)
+    if rank != 0:
+        return 1 if failed else 0
+    result = metric.compute()
+    print(metric.table())
+    names = [metric.class_names[c] for c in metric.kept_classes]
+    report = {
+        "model": args.model,
+        "checkpoint": args.checkpoint,
+        "dataset": args.dataset,
+        "root": str(args.root),
+        "split": args.split,
+        "ms_flip": args.ms_flip,
+        "protocol": asdict(predictor.protocol),
+        "images": count - len(failed),
+        "failed": failed,
+        **{k: _finite(result[k]) for k in ("mIoU", "mAcc", "aAcc")},
+        "per_class": {
+            n: {"IoU": _finite(i), "Acc": _finite(a)} for n, i, a in zip(names, result["IoU"], result["Acc"])
+        },
+    }
+    json_path = Path(args.json_path or f"setr_eval_{args.model}_{args.dataset}.json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    _report(f"wrote {json_path}" + (f"; {len(failed)} images failed and were skipped" if failed else ""))
+    return 1 if failed else 0
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _gather_failures(failed: list[str]) -> list[str]:
+    import torch.distributed as dist
+
+    gathered: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, failed)
+    return [message for part in gathered for message in (part or [])]
+
+
+# -------------------------------------------------------------------------------------- main
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_list, _add_predict, _add_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``setr`` argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(prog="setr", description="SETR semantic segmentation: zoo, inference, evaluation.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``setr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as error:
+        print(f"setr: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("setr: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `setr list | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
