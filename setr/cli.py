@@ -363,6 +363,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "protocol": asdict(predictor.protocol),
         "images": count - len(failed),
         "failed": failed,
+        "pixels": int(metric.matrix.sum()),
         **{k: _finite(result[k]) for k in ("mIoU", "mAcc", "aAcc")},
         "per_class": {
             n: {"IoU": _finite(i), "Acc": _finite(a)} for n, i, a in zip(names, result["IoU"], result["Acc"])

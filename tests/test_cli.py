@@ -191,3 +191,23 @@ def test_console_script_is_installed():
     done = subprocess.run([str(script), "list", "*cityscapes*"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "setr_pup_vitl_cityscapes.official_80k (default)" in done.stdout and "79.34" in done.stdout
+
+
+def test_eval_under_torchrun_splits_images_and_sums_the_metric(tmp_path, tiny_checkpoint):
+    _, checkpoint = tiny_checkpoint
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        write_image(root / "images" / f"{i}.png", 24, 36, seed=i)
+        write_mask(root / "masks" / f"{i}.png", rng.integers(0, 19, (24, 36)))
+    (root / "classes.txt").write_text("\n".join(f"c{i}" for i in range(19)))
+    args = ["eval", "--dataset", "folder", "--root", str(root), "--workers", "0", *tiny_args(checkpoint)]
+    assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*launcher, "-m", "setr.cli", *args, "--json", str(tmp_path / "two.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert (
+        two["images"] == 5 and two["mIoU"] == pytest.approx(one["mIoU"]) and two["aAcc"] == pytest.approx(one["aAcc"])
+    )
