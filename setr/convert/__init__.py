@@ -1,7 +1,23 @@
 """Converters from every SETR release format into ``setr.SETR`` state dicts, strict throughout."""
 
 from ._common import ConversionError
-from .load import convert_state_dict, detect_format, load_checkpoint
+from .io import read_checkpoint
+from .load import FORMATS, convert_state_dict, detect_format, load_checkpoint
+from .mmseg import convert_mmseg
 from .official import convert_official
+from .paddle import convert_paddlevit, read_pdparams
+from .timm import load_timm_encoder
 
-__all__ = ["ConversionError", "convert_official", "convert_state_dict", "detect_format", "load_checkpoint"]
+__all__ = [
+    "FORMATS",
+    "ConversionError",
+    "convert_mmseg",
+    "convert_official",
+    "convert_paddlevit",
+    "convert_state_dict",
+    "detect_format",
+    "load_checkpoint",
+    "load_timm_encoder",
+    "read_checkpoint",
+    "read_pdparams",
+]

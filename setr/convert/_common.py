@@ -81,6 +81,19 @@ def _describe(model: torch.nn.Module) -> str:
     return type(model).__name__
 
 
+def _class_counts(
+    converted: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> tuple[int, int] | None:
+    """``(checkpoint classes, model classes)`` when the only mismatches are classifier rows."""
+    mismatched = [k for k in set(expected) & set(converted) if converted[k].shape != expected[k].shape]
+    if not mismatched or set(expected) != set(converted):
+        return None
+    if not all(".classifier." in k and converted[k].shape[1:] == expected[k].shape[1:] for k in mismatched):
+        return None
+    key = mismatched[0]
+    return converted[key].shape[0], expected[key].shape[0]
+
+
 def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
     """Fail unless ``converted`` has exactly the model's keys, with the model's shapes."""
     expected = model.state_dict()
@@ -91,6 +104,14 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
         for k in set(expected) & set(converted)
         if converted[k].shape != expected[k].shape
     )
+    classes = _class_counts(converted, expected)
+    if classes is not None:
+        raise ConversionError(
+            f"{what} has {classes[0]} classes but the model {_describe(model)} has {classes[1]} "
+            f"(shape mismatch: {_listing(mis_shaped, 2)}). Build the model for the checkpoint's "
+            f"{classes[0]} classes (the zoo name of its dataset, or num_classes={classes[0]}); to fine-tune "
+            "on other classes, load first and then call model.reset_classifier(num_classes)."
+        )
     problems = []
     if missing:
         problems.append(f"missing from the checkpoint: {_listing(missing)}")
