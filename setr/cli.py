@@ -85,17 +85,19 @@ def _load_model(args: argparse.Namespace):
     try:
         model = setr.create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **overrides)
     except KeyError as error:
-        raise CliError(f"--model {args.model}: {error.args[0] if error.args else error}") from None
+        raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     except TypeError as error:
         raise CliError(f"--override {overrides}: {error}") from None
     except ConversionError as error:
         raise CliError(f"{args.checkpoint}: {_one_line(error)}") from None
     except (ValueError, OSError) as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
+    if args.checkpoint is None and not args.pretrained:
+        _report(f"warning: {args.model} has random weights; pass --checkpoint PATH or --pretrained")
     return model
 
 
-def _predictor(args: argparse.Namespace, model):
+def _predictor(args: argparse.Namespace, model, device):
     from setr.inference import Predictor
 
     overrides = dict(args.protocol)
@@ -103,9 +105,7 @@ def _predictor(args: argparse.Namespace, model):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     try:
-        return Predictor(
-            model, batch_size=args.batch_size, device=_device(args.device), flip=not args.no_flip, **overrides
-        )
+        return Predictor(model, batch_size=args.batch_size, device=device, flip=not args.no_flip, **overrides)
     except (TypeError, ValueError) as error:
         raise CliError(f"protocol: {error}") from None
 
@@ -212,8 +212,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         _report(f"skipped {message}")
     if not images:
         raise CliError("no images to segment in " + " ".join(args.inputs))
+    device = _device(args.device)
     model = _load_model(args)
-    predictor = _predictor(args, model)
+    predictor = _predictor(args, model, device)
     palette = palette_for(model.num_classes, model.pretrained_cfg.get("palette"))
     out = Path(args.out)
     failed = len(missing)
@@ -321,6 +322,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if world > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     dataset = _eval_dataset(args)  # layout errors before the (slow) model load
+    device = _device(args.device)
     model = _load_model(args)
     if args.dataset == "pcontext59" and model.num_classes == 59:
         dataset = _eval_dataset(args, 59)
@@ -330,7 +332,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"--model {args.model} predicts {model.num_classes} classes but --dataset {args.dataset} has "
             f"{dataset.num_classes}; pick the model trained on this dataset"
         )
-    predictor = _predictor(args, model)
+    predictor = _predictor(args, model, device)
     metric = ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.class_names, exclude_classes=exclude)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     samples = _SafeSamples(dataset, range(rank, count, world))

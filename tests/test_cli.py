@@ -158,6 +158,7 @@ def test_pcontext59_scores_a_60_class_model_without_background(tmp_path, capsys)
         (["predict", "--model", "setr_pup_vitl_nowhere", "{tmp}/x.png", "--out", "{tmp}/o"], "setr_pup_vitl_nowhere"),
         (["eval", "--model", MODEL, "--dataset", "ade20k", "--root", "{tmp}"], "images/validation folder"),
         (["predict", "--model", MODEL, "{tmp}/none.jpg", "--out", "{tmp}/o"], "no images to segment"),
+        (["predict", "--model", MODEL, "{tmp}/x.png", "--out", "{tmp}/o", "--device", "banana"], "--device banana"),
         (["predict", "--model", MODEL, "--checkpoint", "{tmp}/w.pth", "{tmp}", "--out", "o"], "w.pth: checkpoint"),
         (["eval", "--model", MODEL, "--dataset", "folder", "--root", "{tmp}", "--crop", "0"], "missing class list"),
     ],
