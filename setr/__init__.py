@@ -4,6 +4,7 @@ from ._registry import is_model, list_models, register_model
 from .data.meta import DATASETS, DatasetInfo, EvalProtocol, get_dataset_info
 from .factory import create_model
 from .hub import PretrainedWeightsUnavailable, from_pretrained
+from .inference import Predictor, predict
 from .models import (
     SETR,
     MLAAuxHead,
@@ -23,6 +24,6 @@ __version__ = "0.1.0"
 __all__ = [
     "DATASETS", "PRETRAINED", "SETR", "DatasetInfo", "EvalProtocol", "MLAAuxHead", "MLAHead",
     "MLANeck", "NaiveHead", "PUPAuxHead", "PUPHead", "PatchEmbed", "PretrainedCfg", "UpHead",
-    "PretrainedWeightsUnavailable", "ViTEncoder", "__version__", "create_model", "from_pretrained", "get_dataset_info", "is_model", "list_models",
+    "PretrainedWeightsUnavailable", "Predictor", "ViTEncoder", "__version__", "create_model", "from_pretrained", "get_dataset_info", "is_model", "list_models", "predict",
     "register_model",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""The ``setr`` command line: ``setr list``, ``setr predict``, ``setr eval``.
+"""The ``setr`` command line: ``setr list``, ``setr predict``, ``setr eval``, ``setr convert``.
 
 Each subcommand is registered by one ``_add_<name>(subparsers)`` function that sets its handler
 as ``func``; a handler returns the exit status (0 success, 1 some inputs failed, 2 nothing ran).
@@ -390,8 +390,55 @@ def _gather_failures(failed: list[str]) -> list[str]:
     return [message for part in gathered for message in (part or [])]
 
 
+# ----------------------------------------------------------------------------------- convert
+def _add_convert(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a released checkpoint into a save_pretrained folder (safetensors + config + model card)",
+        description="Convert an official, mmsegmentation, PaddleViT or setr checkpoint of the network NAME "
+        "describes into config.json + model.safetensors + README.md, strictly (every tensor accounted for).",
+    )
+    parser.add_argument("--model", required=True, help="zoo name with tag, e.g. setr_pup_vitl_cityscapes.official_80k")
+    parser.add_argument(
+        "--checkpoint", required=True, help="the original checkpoint file (.pth, .pdparams, .safetensors)"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repository"
+    )
+    parser.add_argument(
+        "--override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="SETR constructor argument (JSON value), repeatable",
+    )  # fmt: skip
+    parser.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from setr.convert import ConversionError
+    from setr.hub import convert_checkpoint
+
+    if not Path(args.checkpoint).is_file():
+        raise CliError(f"{args.checkpoint}: checkpoint file not found")
+    try:
+        model = convert_checkpoint(
+            args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, **dict(args.override)
+        )
+    except KeyError as error:
+        raise CliError(f"--model {args.model}: {_one_line(error)}") from None
+    except ConversionError as error:
+        raise CliError(_one_line(error)) from None
+    except TypeError as error:
+        raise CliError(f"--override: {error}") from None
+    loaded = model.pretrained_cfg["loaded_from"]
+    print(
+        f"converted {args.checkpoint} ({loaded['format']} format, sha256 {loaded['sha256'][:12]}...) -> {args.out}"
+        + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else "")
+    )
+    return 0
+
+
 # -------------------------------------------------------------------------------------- main
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_list, _add_predict, _add_eval)
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_list, _add_predict, _add_eval, _add_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

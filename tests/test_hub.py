@@ -190,3 +190,23 @@ def test_safetensors_written_by_save_pretrained_load_as_a_checkpoint(tmp_path):
     save_file({"junk": torch.zeros(1)}, str(tmp_path / "junk.safetensors"))
     with pytest.raises(ConversionError, match="unrecognised checkpoint layout"):
         setr.create_model(ZOO, checkpoint_path=tmp_path / "junk.safetensors", **TINY_PUP)
+
+
+def test_setr_convert_command(tmp_path, capsys):
+    from setr.cli import main
+
+    tensors, _ = load_golden("mla")
+    checkpoint = tmp_path / "mla.pth"
+    torch.save({"state_dict": golden_state_dict(tensors)}, checkpoint)
+    overrides = [f"--override={k}={json.dumps(v)}" for k, v in tiny_kwargs("mla").items() if k != "head"]
+    status = main(["convert", "--model", "setr_mla_vitl_cityscapes.official_80k", "--checkpoint", str(checkpoint),
+                   "--out", str(tmp_path / "out"), *overrides])  # fmt: skip
+    assert status == 0
+    assert "official format" in capsys.readouterr().out
+    loaded = setr.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tensors["input"]), tensors["seg_logits"], atol=1e-5, rtol=0)
+    status = main(["convert", "--model", "setr_pup_vitl_cityscapes", "--checkpoint", str(checkpoint),
+                   "--out", str(tmp_path / "bad"), *overrides[1:]])  # fmt: skip
+    assert status == 2
+    assert "could not be mapped" in capsys.readouterr().err
