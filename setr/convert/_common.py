@@ -36,6 +36,14 @@ def _listing(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _modules(keys: list[str]) -> list[str]:
+    """Keys grouped by owning module: ``a.bn.weight, a.bn.bias -> a.bn.*`` (single keys kept)."""
+    owners: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        owners.setdefault(key.rsplit(".", 1)[0], []).append(key)
+    return [f"{owner}.*" if len(group) > 1 else group[0] for owner, group in owners.items()]
+
+
 def apply_rules(
     source: Mapping[str, torch.Tensor], rules: list[Rule], what: str, dropped: dict[str, str] | None = None
 ) -> dict[str, torch.Tensor]:
@@ -114,9 +122,9 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
         )
     problems = []
     if missing:
-        problems.append(f"missing from the checkpoint: {_listing(missing)}")
+        problems.append(f"missing from the checkpoint: {_listing(_modules(missing))}")
     if unexpected:
-        problems.append(f"not in the model: {_listing(unexpected)}")
+        problems.append(f"not in the model: {_listing(_modules(unexpected))}")
     if mis_shaped:
         problems.append(f"shape mismatch: {_listing(mis_shaped, 6)}")
     if problems:

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from ._common import ConversionError
 
-__all__ = ["read_checkpoint", "unwrap_state_dict"]
+__all__ = ["numpy_data_globals", "read_checkpoint", "unwrap_state_dict"]
+
+
+def numpy_data_globals() -> dict[tuple[str, str], Any]:
+    """``(module, name) -> object`` for the numpy callables that rebuild arrays, scalars and dtypes.
+
+    They only turn bytes into numbers. Pickles name them ``numpy.core.multiarray`` (numpy 1) or
+    ``numpy._core.multiarray`` (numpy 2); both names are listed.
+    """
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    for kind in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.float16, np.float32, np.float64):
+        dtype_class = type(np.dtype(kind))
+        allowed[(dtype_class.__module__, dtype_class.__qualname__)] = dtype_class
+    return allowed
+
+
+def _torch_safe_globals() -> list[Any]:
+    # mmcv checkpoints may carry numpy scalars in their 'meta' (seed, best score): plain data.
+    return [(obj, f"{module}.{name}") for (module, name), obj in numpy_data_globals().items()]
 
 
 def unwrap_state_dict(obj: object, path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -33,8 +60,39 @@ def unwrap_state_dict(obj: object, path: str | os.PathLike) -> dict[str, torch.T
     return tensors
 
 
+def _torch_load(path: Path) -> object:
+    """``torch.load(weights_only=True)`` with numpy data admitted, errors turned into advice."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    try:
+        if safe_globals is None:  # pragma: no cover - torch < 2.5
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with safe_globals(_torch_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found:
+            raise ConversionError(
+                f"{path}: refused to load: unpickling it would call {found.group(1)}, and setr never runs "
+                "code from a checkpoint (torch.load(weights_only=True)). Re-save its weights alone in a "
+                "trusted environment: torch.save(ckpt['state_dict'], 'clean.pth')."
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+        raise ConversionError(
+            f"{path}: cannot read the file ({detail.group(1).strip() if detail else 'bad pickle'}); "
+            "is it truncated, corrupt, or not a PyTorch checkpoint?"
+        ) from None
+    except Exception as error:  # a damaged file fails anywhere inside torch.load, with any type
+        raise ConversionError(
+            f"{path}: cannot read the file ({type(error).__name__}: {error}); is it truncated, corrupt, "
+            "or not a PyTorch checkpoint?"
+        ) from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``.safetensors`` file.
+    """Read a checkpoint file into tensors, never executing anything from it.
+
+    ``.safetensors``; ``.pdparams`` (PaddlePaddle, see :func:`setr.convert.paddle.read_pdparams`);
+    anything else with ``torch.load(weights_only=True)`` (``.pth``/``.pt``/``.bin``).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -50,20 +108,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
-            raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from error
+            raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
     if path.suffix == ".pdparams":
         from .paddle import read_pdparams
 
         return read_pdparams(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ConversionError(
-            f"{path}: refused to load: the file needs more than tensors and plain containers to "
-            f"unpickle ({str(error).splitlines()[0]}). setr never executes code from a checkpoint; "
-            "re-save its state_dict alone with torch.save(ckpt['state_dict'], 'clean.pth') in a "
-            "trusted environment."
-        ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise ConversionError(f"{path}: cannot read the file ({error}); is it truncated or corrupt?") from error
-    return unwrap_state_dict(obj, path)
+    return unwrap_state_dict(_torch_load(path), path)

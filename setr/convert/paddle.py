@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ._common import DROP, ConversionError, Rule, apply_rules
+from .io import numpy_data_globals
 from .official import convert_official
 
 __all__ = ["convert_paddlevit", "paddlevit_rules", "read_pdparams"]
@@ -32,32 +33,23 @@ _NAME_TABLE = "StructuredToParameterName@@"
 _BIG_PARAMS = "UnpackBigParamInfor@@"
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:  # numpy >= 2 moved the implementation to numpy._core; pickles name either module
-        from numpy._core import multiarray
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+def _allowed_globals() -> dict[tuple[str, str], Any]:
     import _codecs
 
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+    return {
+        **numpy_data_globals(),
         # protocol 2 pickles store raw array bytes as latin-1 text re-encoded by _codecs.encode
         ("_codecs", "encode"): _codecs.encode,
         # paddle 2.1 pickles a tensor as tuple((name, array))
         ("builtins", "tuple"): tuple,
         ("collections", "OrderedDict"): OrderedDict,
     }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Builds numpy arrays, numbers, strings and plain containers; refuses every other global."""
 
-    _allowed = _numpy_globals()
+    _allowed = _allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
