@@ -21,12 +21,12 @@ def _describe(model: SETR, base: str, tag: str | None, cfg: Any) -> dict[str, An
     dataset = DATASETS.get(info.get("dataset", ""))
     info.update(name=base, tag=tag, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
     if dataset is not None:
+        if dataset.num_classes == model.num_classes:  # other classes keep the protocol, not the names
+            info.update(class_names=list(dataset.class_names), palette=[list(c) for c in dataset.palette])
         protocol = asdict(dataset.protocol)
         if cfg is not None and cfg.ms_ratios:
             protocol["ms_ratios"] = cfg.ms_ratios
         info.update(
-            class_names=list(dataset.class_names),
-            palette=[list(c) for c in dataset.palette],
             ignore_index=dataset.ignore_index,
             reduce_zero_label=dataset.reduce_zero_label,
             protocol=protocol,
@@ -76,20 +76,21 @@ def create_model(
 
     requested_classes = overrides.pop("num_classes", None) if load_weights else None
     kwargs = {**(cfg.model_overrides if cfg else {}), **overrides}
-    model = entrypoint(**kwargs)
-    model.pretrained_cfg = _describe(model, base, tag if (cfg and (load_weights or tag)) else None, cfg)
+    describe_tag = tag if (cfg and (load_weights or tag)) else None
+
+    def build(**extra: Any) -> SETR:
+        model = entrypoint(**kwargs, **extra)
+        model.pretrained_cfg = _describe(model, base, describe_tag, cfg)
+        return model
 
     if checkpoint_path is not None:
-        from .convert import load_checkpoint
+        model = _build_from_checkpoint(build, checkpoint_path, requested_classes)
+    else:
+        model = build()
+        if pretrained:
+            from .hub import load_pretrained_weights
 
-        model.pretrained_cfg["loaded_from"] = {
-            "checkpoint": str(checkpoint_path),
-            "format": load_checkpoint(model, checkpoint_path),
-        }
-    elif pretrained:
-        from .hub import load_pretrained_weights
-
-        load_pretrained_weights(model, base, tag)
+            load_pretrained_weights(model, base, tag)
 
     if requested_classes is not None and requested_classes != model.num_classes:
         warnings.warn(
@@ -101,3 +102,33 @@ def create_model(
         for key in ("class_names", "palette"):
             model.pretrained_cfg.pop(key, None)
     return model
+
+
+def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, requested_classes: int | None) -> SETR:
+    """Build the model and load ``checkpoint_path`` strictly (the file is read once).
+
+    With ``requested_classes``, a checkpoint that already has that many classes loads as is (a
+    user's fine-tuned weights); otherwise the model is built with the name's own classes, loaded,
+    and the caller re-initialises the classifiers.
+    """
+    from .convert import ConversionError, convert_state_dict, detect_format
+    from .convert.io import read_checkpoint
+
+    state = read_checkpoint(checkpoint_path)
+    fmt = detect_format(state)
+    attempts = [{"num_classes": requested_classes}, {}] if requested_classes is not None else [{}]
+    first_error: ConversionError | None = None
+    for extra in attempts:
+        model = build(**extra)
+        try:
+            converted = convert_state_dict(state, model, fmt)
+        except ConversionError as error:
+            first_error = first_error or error
+            continue
+        model.load_state_dict(converted, strict=True)
+        model.pretrained_cfg["loaded_from"] = {"checkpoint": str(checkpoint_path), "format": fmt}
+        return model
+    hint = ""
+    if requested_classes is None and "classifier" in str(first_error):
+        hint = " If the checkpoint was trained on other classes, pass num_classes=<its class count>."
+    raise ConversionError(f"{checkpoint_path}: {first_error}{hint}") from None

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import warnings
 import sys
 import textwrap
 from pathlib import Path
@@ -210,3 +211,23 @@ def test_setr_convert_command(tmp_path, capsys):
                    "--out", str(tmp_path / "bad"), *overrides[1:]])  # fmt: skip
     assert status == 2
     assert "could not be mapped" in capsys.readouterr().err
+
+
+def test_checkpoints_with_their_own_class_count(tmp_path):
+    fine_tuned = setr.create_model(ZOO, num_classes=5, **TINY_PUP)
+    path = tmp_path / "fine_tuned.pth"
+    torch.save({"state_dict": fine_tuned.state_dict()}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loads as is: nothing re-initialised
+        loaded = setr.create_model(ZOO, checkpoint_path=path, num_classes=5, **TINY_PUP)
+    assert "class_names" not in loaded.pretrained_cfg  # ADE20K's 150 names do not describe 5 classes
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), fine_tuned.eval()(x), atol=0, rtol=0)
+    with pytest.raises(ConversionError, match="pass num_classes=<its class count>"):
+        setr.create_model(ZOO, checkpoint_path=path, **TINY_PUP)
+    released = tmp_path / "released.pth"
+    torch.save({"state_dict": tiny_zoo_model().state_dict()}, released)
+    with pytest.warns(UserWarning, match="weights have 150 classes; re-initialising the classifiers for 7"):
+        model = setr.create_model(ZOO, checkpoint_path=released, num_classes=7, **TINY_PUP)
+    assert model.decode_head.classifier.out_channels == 7
