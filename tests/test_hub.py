@@ -6,9 +6,9 @@ import hashlib
 import json
 import os
 import subprocess
-import warnings
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
