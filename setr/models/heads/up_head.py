@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._ops import ConvBNReLU, resize, tokens_to_map
+from .._ops import ConvBNReLU, conv2d_channels_last, resize, tokens_to_map
 
 __all__ = ["NaiveHead", "PUPAuxHead", "PUPHead", "UpHead"]
 
@@ -62,12 +62,13 @@ class UpHead(nn.Module):
         Returns:
             Logits ``(B, num_classes, H, W)``.
         """
-        x = tokens_to_map(self.norm(tokens), grid)
+        x = tokens_to_map(self.norm(tokens), grid)  # a channels-last view: the convs run NHWC
         for conv, scale in zip(self.convs, self.up_scales):
             x = conv(x)
             if scale != 1:
                 x = resize(x, (x.shape[-2] * scale, x.shape[-1] * scale))
-        return resize(self.classifier(x), out_size)
+        # Back to NCHW on the few-channel logits, before the last (largest) resize.
+        return resize(conv2d_channels_last(self.classifier, x).contiguous(), out_size)
 
 
 class NaiveHead(UpHead):
