@@ -1,0 +1,221 @@
+"""One benchmark configuration, run in a fresh process: ``python _worker.py '<json case>'``.
+
+Prints one JSON line: the timings (seconds), the interleaved matmul rates (FLOP/s) and the memory
+(bytes). Cases: ``forward`` (inference on one input size), ``slide`` (sliding-window inference of
+one image) and ``train`` (a training step with the auxiliary losses and SGD with momentum).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from _common import build_model, use_explicit_attention
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-autocast": torch.bfloat16}
+
+
+class Memory:
+    """Peak memory since the last ``reset``: process RSS on CPU, ``max_memory_allocated`` on CUDA."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.resettable = True
+
+    def current(self) -> int:
+        if self.device == "cuda":
+            return torch.cuda.memory_allocated()
+        return self._status("VmRSS")
+
+    def peak(self) -> int:
+        if self.device == "cuda":
+            return torch.cuda.max_memory_allocated()
+        try:
+            return self._status("VmHWM")
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def reset(self) -> None:
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:  # Linux: writing 5 resets the peak RSS (VmHWM) of this process
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.resettable = False
+
+    @staticmethod
+    def _status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        raise OSError(f"{key} not in /proc/self/status")
+
+
+class MatmulProbe:
+    """Times one dense ``n x n`` matmul; its operands stay allocated (their bytes are reported)."""
+
+    def __init__(self, n: int, device: str, dtype: torch.dtype) -> None:
+        self.n = n
+        self.a = torch.randn(n, n, device=device, dtype=dtype)
+        self.b = torch.randn(n, n, device=device, dtype=dtype)
+        self.out = torch.zeros(n, n, device=device, dtype=dtype)  # touched now: resident in the baseline
+        self.bytes = 3 * n * n * self.a.element_size()
+        self.device = device
+
+    def rate(self) -> float:
+        seconds = timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
+        return 2 * self.n**3 / seconds
+
+
+def timed(fn: Callable[[], Any], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run_context(case: dict[str, Any]) -> contextlib.ExitStack:
+    """Autocast and SDPA-backend choice for the case."""
+    stack = contextlib.ExitStack()
+    if case.get("precision") == "bf16-autocast":
+        stack.enter_context(torch.autocast(case["device"], dtype=torch.bfloat16))
+    backend = case.get("sdpa_backend")
+    if backend:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        names = {
+            "flash": "FLASH_ATTENTION",
+            "efficient": "EFFICIENT_ATTENTION",
+            "math": "MATH",
+            "cudnn": "CUDNN_ATTENTION",
+        }
+        stack.enter_context(sdpa_kernel(getattr(SDPBackend, names[backend])))
+    return stack
+
+
+def prepare_model(case: dict[str, Any], train: bool) -> torch.nn.Module:
+    device = case["device"]
+    model = build_model(case["model"]).to(device)
+    model.train(train)
+    if case.get("attention", "sdpa") == "explicit":
+        use_explicit_attention(model)
+    if case.get("precision") == "bf16":
+        model.to(torch.bfloat16)
+    if train:
+        model.set_grad_checkpointing(bool(case.get("checkpointing")))
+    return model
+
+
+def measure(case: dict[str, Any], step: Callable[[], Any]) -> dict[str, Any]:
+    """Warm-up runs, then timed runs each preceded by a matmul probe; peak memory over all of them."""
+    device = case["device"]
+    probe = MatmulProbe(case.get("mm_size", 4096), device, DTYPES[case.get("precision", "fp32")])
+    memory = Memory(device)
+    memory.reset()
+    baseline = memory.current()
+    for _ in range(case["warmup"]):
+        step()
+        probe.rate()
+    warm_peak = memory.peak()
+    after_warmup = memory.current()
+    if case.get("reset_after_warmup"):
+        memory.reset()
+        after_warmup = memory.current()
+    seconds, rates = [], []
+    for _ in range(case["repeats"]):
+        rates.append(probe.rate())
+        seconds.append(timed(step, device))
+    return dict(
+        seconds=seconds,
+        mm_flops_per_s=rates,
+        mm_size=probe.n,
+        probe_bytes=probe.bytes,
+        baseline_bytes=baseline,
+        after_warmup_bytes=after_warmup,
+        warmup_peak_bytes=warm_peak,
+        peak_bytes=memory.peak(),
+        peak_resettable=memory.resettable,
+    )
+
+
+def forward_case(case: dict[str, Any]) -> dict[str, Any]:
+    device = case["device"]
+    model = prepare_model(case, train=False)
+    dtype = torch.bfloat16 if case.get("precision") == "bf16" else torch.float32
+    x = torch.randn(case["batch"], 3, case["height"], case["width"], device=device, dtype=dtype)
+    forward = torch.compile(model) if case.get("compile") else model
+
+    def step() -> None:
+        with torch.inference_mode(), run_context(case):
+            forward(x)
+
+    return measure(case, step)
+
+
+def slide_case(case: dict[str, Any]) -> dict[str, Any]:
+    from setr.inference import slide_inference, window_boxes
+
+    model = prepare_model(case, train=False)
+    image = torch.randn(1, 3, case["height"], case["width"], device=case["device"])
+
+    def step() -> None:
+        with torch.inference_mode(), run_context(case):
+            slide_inference(model, image, case["crop"], case["stride"], batch_size=case["batch_size"])
+
+    result = measure(case, step)
+    result["windows"] = len(window_boxes(case["height"], case["width"], case["crop"], case["stride"]))
+    return result
+
+
+def train_case(case: dict[str, Any]) -> dict[str, Any]:
+    device = case["device"]
+    model = prepare_model(case, train=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    batch, height, width = case["batch"], case["height"], case["width"]
+    images = torch.randn(batch, 3, height, width, device=device)
+    labels = torch.randint(0, model.num_classes, (batch, height, width), device=device)
+
+    def step() -> None:
+        with run_context(case):
+            logits, aux = model(images, return_aux=True)
+            loss = F.cross_entropy(logits.float(), labels)
+            loss = loss + 0.4 * sum(F.cross_entropy(a.float(), labels) for a in aux)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    # After the warm-up step the momentum buffers exist and the gradients are freed; the peak of the
+    # timed steps minus that level is the gradients plus the activations.
+    result = measure(dict(case, reset_after_warmup=True), step)
+    result["param_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    return result
+
+
+def main() -> None:
+    case = json.loads(sys.argv[1])
+    torch.manual_seed(0)
+    if case.get("threads"):
+        torch.set_num_threads(case["threads"])
+    if case["device"] == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("CUDA is not available")
+    result = {"forward": forward_case, "slide": slide_case, "train": train_case}[case["kind"]](case)
+    print(json.dumps(dict(case=case, **result)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Inference modes: sliding windows one by one vs batched, and the whole 1024x2048 image at once.
+
+    python benchmarks/inference.py --quick
+    python benchmarks/inference.py                                  # PUP ViT-L, Cityscapes protocol
+    python benchmarks/inference.py --image 768 1280 --warmup 0 --repeats 1   # 2 windows: a cheaper run
+
+Sliding windows use ``setr.inference.slide_inference`` with the official placement (crop 768,
+stride 512 on Cityscapes: 8 windows on 1024x2048), once with ``batch_size=1`` and once with every
+window in one batch. The whole-image run feeds the full image to the network (any size works:
+the position embedding is resized); with SDPA the ``N x N`` attention matrix (N = tokens) is
+never built, which the peak memory shows: compare it with the size of that matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from _common import (
+    QUICK_SIZE,
+    base_case,
+    common_arguments,
+    count_flops,
+    fmt_bytes,
+    fmt_seconds,
+    median,
+    model_name,
+    model_spec,
+    print_machine,
+    require_device,
+    run_case,
+    save_json,
+    spread,
+    table,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_arguments(parser)
+    parser.add_argument("--head", default="pup", choices=["naive", "pup", "mla"])
+    parser.add_argument("--image", nargs=2, type=int, default=None, help="H W of the sliding-window image")
+    parser.add_argument("--whole", nargs=2, type=int, default=None, help="H W of the whole-image run")
+    parser.add_argument("--crop", type=int, default=None)
+    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["slide", "whole"])
+    args = parser.parse_args()
+    if not require_device(args.device):
+        return
+    crop = args.crop or (QUICK_SIZE if args.quick else 768)
+    stride = args.stride or crop * 2 // 3
+    image = args.image or ([crop * 3 // 2, 2 * crop] if args.quick else [1024, 2048])
+    whole = args.whole or ([2 * crop, 4 * crop] if args.quick else [1024, 2048])
+    spec = model_spec(args.head, crop, args.quick)
+    print_machine(args.device)
+    print(f"model={model_name(spec)} crop={crop} stride={stride} warmup={args.warmup} repeats={args.repeats}")
+    raw = []
+
+    if "slide" not in args.skip:
+        rows = []
+        window_flops = count_flops(spec, crop, crop)["total"]
+        for label, batch_size in (("one by one", 1), ("batched (all windows)", 64)):
+            case = dict(base_case(args), kind="slide", label=f"slide {label}", model=spec, height=image[0],
+                        width=image[1], crop=crop, stride=stride, batch_size=batch_size)  # fmt: skip
+            result = run_case(case)
+            raw.append(result)
+            latency = median(result["seconds"])
+            flops = window_flops * result["windows"]
+            rows.append([
+                label, f"{image[0]}x{image[1]}", result["windows"], fmt_seconds(latency), spread(result["seconds"]),
+                f"{1 / latency:.3g}", f"{flops / latency / median(result['mm_flops_per_s']):.0%}",
+                fmt_bytes(result["peak_bytes"] - result["probe_bytes"]),
+                fmt_bytes(result["peak_bytes"] - result["baseline_bytes"]),
+            ])  # fmt: skip
+        print(f"\n## Sliding windows (crop {crop}, stride {stride})\n")
+        print(table(["windows run", "image", "windows", "latency (median)", "spread", "img/s", "of matmul",
+                     "peak memory", "above loaded model"], rows))  # fmt: skip
+
+    if "whole" not in args.skip:
+        height, width = whole
+        case = dict(base_case(args), kind="forward", label=f"whole {height}x{width}", model=spec, height=height,
+                    width=width, batch=1, attention="sdpa")  # fmt: skip
+        result = run_case(case)
+        raw.append(result)
+        tokens = -(-height // 16) * -(-width // 16) + (0 if args.head == "mla" else 1)
+        heads = 3 if args.quick else 16
+        matrix = tokens * tokens * heads * 4
+        latency = median(result["seconds"])
+        flops = count_flops(spec, height, width)["total"]
+        above = result["peak_bytes"] - result["baseline_bytes"]
+        print(f"\n## Whole image {height}x{width} (N = {tokens} tokens, {heads} heads)\n")
+        print(table(["latency (median)", "GFLOPs", "of matmul", "peak memory", "above loaded model",
+                     "one N x N attention matrix (fp32, all heads)", "above-model peak / that matrix"],
+                    [[fmt_seconds(latency), f"{flops / 1e9:.0f}",
+                      f"{flops / latency / median(result['mm_flops_per_s']):.0%}",
+                      fmt_bytes(result["peak_bytes"] - result["probe_bytes"]), fmt_bytes(above),
+                      fmt_bytes(matrix), f"{above / matrix:.2f}"]]))  # fmt: skip
+    save_json(args.json, raw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

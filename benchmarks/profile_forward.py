@@ -1,0 +1,142 @@
+"""Where the time of one forward goes (torch.profiler), and the heads' fast path against the plain one.
+
+    python benchmarks/profile_forward.py --quick
+    python benchmarks/profile_forward.py                      # PUP ViT-L at 768x768
+    python benchmarks/profile_forward.py --head mla --size 512
+
+Prints the forward's self time by kind of operation and the top operations, then times the decode
+head alone (on the same encoder tokens) in two ways, alternating: ours (channels-last
+convolutions, BatchNorm folded into the convolution in eval mode) and the plain path of
+``_reference.py`` (NCHW, conv, BN and ReLU as three passes, as the official code does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from _common import (
+    QUICK_SIZE,
+    build_model,
+    fmt_bytes,
+    fmt_seconds,
+    median,
+    model_spec,
+    print_machine,
+    require_device,
+    spread,
+    table,
+)
+from _reference import plain_mla, plain_up_head
+from _worker import Memory, timed
+from torch.profiler import ProfilerActivity, profile
+
+KINDS = [
+    ("attention", ("scaled_dot_product", "flash_attention", "efficient_attention", "softmax", "bmm", "baddbmm")),
+    ("matmul (linear layers)", ("addmm", "aten::mm", "aten::matmul")),
+    ("convolution", ("convolution",)),
+    ("interpolation", ("upsample",)),
+    ("normalisation", ("layer_norm", "batch_norm")),
+    ("copies", ("copy_", "contiguous", "clone", "aten::cat", "pad")),
+    ("elementwise", ("gelu", "relu", "clamp", "aten::add", "aten::mul", "aten::div", "aten::sub")),
+]
+
+
+def kind_of(name: str) -> str:
+    for kind, needles in KINDS:
+        if any(needle in name for needle in needles):
+            return kind
+    return "other"
+
+
+def profile_forward(model, x, device: str) -> None:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch.inference_mode(), profile(activities=activities) as prof:
+        model(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    attr = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events)
+    by_kind: dict[str, float] = {}
+    for e in events:
+        by_kind[kind_of(e.key)] = by_kind.get(kind_of(e.key), 0.0) + getattr(e, attr)
+    rows = [[k, fmt_seconds(v / 1e6), f"{v / total:.1%}"] for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])]
+    print(
+        f"\n## Forward, self {'GPU' if device == 'cuda' else 'CPU'} time by kind (total {fmt_seconds(total / 1e6)})\n"
+    )
+    print(table(["kind", "time", "share"], rows))
+    top = sorted(events, key=lambda e: -getattr(e, attr))[:12]
+    print("\n## Top operations\n")
+    print(table(["op", "calls", "time", "share"],
+                [[e.key, e.count, fmt_seconds(getattr(e, attr) / 1e6), f"{getattr(e, attr) / total:.1%}"] for e in top]))  # fmt: skip
+
+
+def compare_heads(model, x, device: str, repeats: int) -> None:
+    with torch.inference_mode():
+        features, grid = model.forward_features(x)
+    out_size = (grid[0] * 16, grid[1] * 16)
+    if model.neck is None:
+        paths = {
+            "ours": lambda: model.decode_head(features[0], grid, out_size),
+            "plain": lambda: plain_up_head(model.decode_head, features[0], grid, out_size),
+        }
+    else:
+        with torch.inference_mode():
+            tokens, _ = model.encoder(x, model.config["mla_indices"])
+        paths = {
+            "ours": lambda: model.decode_head(model.neck(tokens, grid), out_size),
+            "plain": lambda: plain_mla(model.neck, model.decode_head, tokens, grid, out_size),
+        }
+    memory = Memory(device)
+    seconds = {name: [] for name in paths}
+    peaks = {name: 0 for name in paths}
+    with torch.inference_mode():
+        outputs = {name: fn() for name, fn in paths.items()}  # warm-up, and the two must agree
+        difference = (outputs["ours"] - outputs["plain"]).abs().max().item()
+        del outputs
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                memory.reset()
+                base = memory.current()
+                seconds[name].append(timed(fn, device))
+                peaks[name] = max(peaks[name], memory.peak() - base)
+    ours, plain = median(seconds["ours"]), median(seconds["plain"])
+    print(
+        f"\n## Decode head alone at {out_size[0]}x{out_size[1]} (neck included for MLA), {repeats} alternating runs\n"
+    )
+    print(table(["path", "time (median)", "spread", "peak memory above its inputs"],
+                [[name, fmt_seconds(median(s)), spread(s), fmt_bytes(peaks[name])] for name, s in seconds.items()]))  # fmt: skip
+    print(f"\nplain / ours: time {plain / ours:.2f}x, memory {peaks['plain'] / max(peaks['ours'], 1):.2f}x; "
+          f"max |ours - plain| = {difference:.2e}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--head", default="pup", choices=["naive", "pup", "mla"])
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--head-repeats", type=int, default=3)
+    parser.add_argument("--skip-profile", action="store_true")
+    args = parser.parse_args()
+    if not require_device(args.device):
+        return
+    size = args.size or (QUICK_SIZE if args.quick else 768)
+    print_machine(args.device)
+    torch.manual_seed(0)
+    model = build_model(model_spec(args.head, size, args.quick)).eval().to(args.device)
+    x = torch.randn(1, 3, size, size, device=args.device)
+    print(f"model={args.head} size={size}")
+    if not args.skip_profile:
+        with torch.inference_mode():
+            for _ in range(args.warmup):
+                model(x)
+        profile_forward(model, x, args.device)
+    compare_heads(model, x, args.device, args.head_repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
