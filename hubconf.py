@@ -5,7 +5,7 @@
 ``setr.create_model`` (``pretrained``, ``checkpoint_path``, ``num_classes``, ``img_size``, ...).
 """
 
-dependencies = ["torch", "timm", "huggingface_hub", "safetensors", "einops"]
+dependencies = ["torch", "timm", "huggingface_hub", "safetensors", "einops", "numpy", "PIL", "tqdm"]
 
 import setr as _setr  # noqa: E402
 

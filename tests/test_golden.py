@@ -70,3 +70,13 @@ def test_unmapped_and_mis_shaped_keys_fail_loudly():
     fewer_aux = SETR(**{**tiny_kwargs("pup"), "aux_indices": [1, 2]})
     with pytest.raises(ConversionError, match=r"not in the model: aux_heads\.2\."):
         convert_state_dict(source, fewer_aux, "official")
+
+
+@pytest.mark.parametrize("head, class_token", [("pup", False), ("naive", False), ("mla", True)])
+def test_a_model_with_the_other_cls_token_handling_is_refused(head, class_token):
+    from setr.convert import ConversionError
+
+    tensors, _ = load_golden(head)
+    model = SETR(**tiny_kwargs(head, class_token=class_token))
+    with pytest.raises(ConversionError, match=f"class_token={class_token}"):
+        convert_state_dict(golden_state_dict(tensors), model, "official")

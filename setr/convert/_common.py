@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DROP", "ConversionError", "Rule", "apply_rules", "check_against_model"]
+__all__ = ["require_class_token", "DROP", "ConversionError", "Rule", "apply_rules", "check_against_model"]
 
 DROP = None
 """Target of a rule whose source tensors are discarded (the rule's ``why`` says why)."""
@@ -133,3 +133,21 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
             + "; ".join(problems)
             + ". Check that the model name (head, dataset/classes, backbone size) matches the checkpoint."
         )
+
+
+def require_class_token(config: Mapping[str, object], source: str) -> None:
+    """Refuse a model whose cls-token handling differs from the official/mmseg checkpoint's network.
+
+    Official and mmseg Naive/PUP run the cls token through every block; their MLA drops it before
+    the first block. Loading into the other variant would load without error and compute
+    something else, so it is an error.
+    """
+    expected = config["head"] != "mla"
+    if bool(config["class_token"]) == expected:
+        return
+    what = "runs a cls token through the blocks" if expected else "drops the cls token before the blocks"
+    raise ConversionError(
+        f"{source} {config['head']} checkpoints come from a network that {what}, but this model has "
+        f"class_token={config['class_token']}: use the {source} zoo tag of this model "
+        f"(e.g. *.{'mmseg' if source == 'mmseg' else 'official'}_*) or pass class_token={expected}"
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ._common import DROP, ConversionError, Rule, apply_rules
+from ._common import DROP, ConversionError, Rule, apply_rules, require_class_token
 
 __all__ = ["convert_mmseg", "mmseg_rules"]
 
@@ -90,6 +90,7 @@ def _mla_rules(aux_levels: list[int]) -> list[Rule]:
 
 def mmseg_rules(config: Mapping[str, Any]) -> list[Rule]:
     """Key-mapping rules from mmseg 0.x names to ours, for a model with ``config``."""
+    require_class_token(config, "mmseg")
     rules = _encoder_rules(config["class_token"])
     if config["head"] == "mla":
         rules += _mla_rules(list(config["aux_indices"]))

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from ._common import DROP, Rule, apply_rules
+from ._common import DROP, Rule, apply_rules, require_class_token
 
-__all__ = ["official_rules", "convert_official"]
+__all__ = ["convert_official", "official_rules", "rename_official"]
 
 _ENCODER_RULES = [
     Rule(r"backbone\.(patch_embed\.proj\.(weight|bias))", r"encoder.\1"),
@@ -73,6 +73,13 @@ def convert_official(state_dict: Mapping[str, torch.Tensor], config: Mapping[str
     """Official ``state_dict`` -> our key names. Drops only ``conv_seg`` (and MLA's dead cls token).
 
     Raises:
-        ConversionError: any key left unmapped.
+        ConversionError: any key left unmapped, or a model whose cls-token handling is not the
+            official one (Naive/PUP run it through the blocks, MLA drops it).
     """
+    require_class_token(config, "official")
+    return rename_official(state_dict, config)
+
+
+def rename_official(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Official names -> ours for ``config`` as it is (PaddleViT, whose cls handling differs, reuses it)."""
     return apply_rules(state_dict, official_rules(config), "official SETR checkpoint")

@@ -25,7 +25,7 @@ import torch
 
 from ._common import DROP, ConversionError, Rule, apply_rules
 from .io import numpy_data_globals
-from .official import convert_official
+from .official import rename_official
 
 __all__ = ["convert_paddlevit", "paddlevit_rules", "read_pdparams"]
 
@@ -174,4 +174,4 @@ def convert_paddlevit(state_dict: Mapping[str, torch.Tensor], config: Mapping[st
             "runs one (class_token=True): use a *.paddlevit_* zoo name, or pass class_token=False"
         )
     official = apply_rules(state_dict, paddlevit_rules(config), "PaddleViT SETR checkpoint")
-    return convert_official(_official_bn_names(official), config)
+    return rename_official(_official_bn_names(official), config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 __all__ = ["ConvBNReLU", "conv2d_channels_last", "resize", "tokens_to_map"]
@@ -17,7 +18,7 @@ def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     batch, count, dim = tokens.shape
     if count != grid[0] * grid[1]:
         raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")
-    return tokens.transpose(1, 2).reshape(batch, dim, grid[0], grid[1])
+    return rearrange(tokens, "b (h w) d -> b d h w", h=grid[0], w=grid[1])
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:

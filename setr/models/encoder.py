@@ -123,8 +123,7 @@ class ViTEncoder(nn.Module):
             old_size=list(self.grid_size),
             num_prefix_tokens=self.num_prefix_tokens,
             interpolation="bilinear",
-            antialias=False,
-            align_corners=False,
+            antialias=False,  # bilinear, align_corners=False: timm's default for it, and the official resize
         )
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
