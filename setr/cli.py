@@ -78,18 +78,21 @@ def _device(name: str | None):
 def _load_model(args: argparse.Namespace):
     import setr
     from setr.convert import ConversionError
+    from setr.hub import PretrainedWeightsUnavailable
 
     overrides = dict(args.override)
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise CliError(f"{args.checkpoint}: checkpoint file not found")
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
+        raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
         model = setr.create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **overrides)
     except KeyError as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     except TypeError as error:
         raise CliError(f"--override {overrides}: {error}") from None
-    except ConversionError as error:
-        raise CliError(f"{args.checkpoint}: {_one_line(error)}") from None
+    except ConversionError as error:  # its message names the file
+        raise CliError(_one_line(error)) from None
+    except PretrainedWeightsUnavailable as error:
+        raise CliError(_one_line(error)) from None
     except (ValueError, OSError) as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     if args.checkpoint is None and not args.pretrained:
@@ -417,8 +420,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     from setr.convert import ConversionError
     from setr.hub import convert_checkpoint
 
-    if not Path(args.checkpoint).is_file():
-        raise CliError(f"{args.checkpoint}: checkpoint file not found")
+    if not Path(args.checkpoint).exists():
+        raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
         model = convert_checkpoint(
             args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, **dict(args.override)
@@ -429,6 +432,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise CliError(_one_line(error)) from None
     except TypeError as error:
         raise CliError(f"--override: {error}") from None
+    except ValueError as error:
+        raise CliError(f"--model {args.model}: {_one_line(error)}") from None
+    except OSError as error:
+        raise CliError(f"--out {args.out}: {_one_line(error)}") from None
     loaded = model.pretrained_cfg["loaded_from"]
     print(
         f"converted {args.checkpoint} ({loaded['format']} format, sha256 {loaded['sha256'][:12]}...) -> {args.out}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ._registry import get_entrypoint, get_pretrained_cfg, split_model_name
@@ -50,7 +51,8 @@ def create_model(
             :func:`setr.list_models`. A bare zoo name means its default tag.
         pretrained: download the name's safetensors from the Hugging Face Hub and load them.
         checkpoint_path: load weights from a local file instead: an official, mmsegmentation or
-            PaddleViT checkpoint, or our own safetensors (the format is detected).
+            PaddleViT checkpoint, our own safetensors or a ``save_pretrained`` folder (the format
+            is detected); timm ImageNet ViT weights initialise the encoder only (with a warning).
         **overrides: constructor arguments of :class:`setr.SETR` (``img_size``, ``num_classes``,
             ``decode_index``, ...). With weights, a different ``num_classes`` loads everything
             else and re-initialises the classifiers.
@@ -93,14 +95,9 @@ def create_model(
             load_pretrained_weights(model, base, tag)
 
     if requested_classes is not None and requested_classes != model.num_classes:
-        warnings.warn(
-            f"{name}: the weights have {model.num_classes} classes; re-initialising the classifiers "
-            f"for {requested_classes} classes (the encoder and the rest of the heads are kept)",
-            stacklevel=2,
-        )
-        model.reset_classifier(requested_classes)
-        for key in ("class_names", "palette"):
-            model.pretrained_cfg.pop(key, None)
+        from .hub import reinit_classifiers
+
+        reinit_classifiers(model, requested_classes, name)
     return model
 
 
@@ -113,9 +110,15 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
     """
     from .convert import ConversionError, convert_state_dict, detect_format
     from .convert.io import read_checkpoint
+    from .hub import WEIGHTS_FILE
 
+    folder_weights = Path(checkpoint_path) / WEIGHTS_FILE
+    if Path(checkpoint_path).is_dir() and folder_weights.is_file():  # a save_pretrained folder
+        checkpoint_path = folder_weights
     state = read_checkpoint(checkpoint_path)
     fmt = detect_format(state)
+    if fmt == "timm":
+        return _build_from_timm(build, state, checkpoint_path, requested_classes)
     attempts = [{"num_classes": requested_classes}, {}] if requested_classes is not None else [{}]
     first_error: ConversionError | None = None
     for extra in attempts:
@@ -128,7 +131,23 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
         model.load_state_dict(converted, strict=True)
         model.pretrained_cfg["loaded_from"] = {"checkpoint": str(checkpoint_path), "format": fmt}
         return model
-    hint = ""
-    if requested_classes is None and "classifier" in str(first_error):
-        hint = " If the checkpoint was trained on other classes, pass num_classes=<its class count>."
-    raise ConversionError(f"{checkpoint_path}: {first_error}{hint}") from None
+    raise ConversionError(f"{checkpoint_path}: {first_error}") from None
+
+
+def _build_from_timm(
+    build: Any, state: dict[str, Any], checkpoint_path: str | os.PathLike, requested_classes: int | None
+) -> SETR:
+    """ImageNet ViT weights (timm layout) initialise the encoder; the heads keep their random init."""
+    from .convert.timm import load_timm_encoder
+
+    model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
+    report = load_timm_encoder(model, state)
+    warnings.warn(
+        f"{checkpoint_path}: timm ImageNet weights initialise the encoder only "
+        f"({len(report.dropped)} tensors dropped: {', '.join(sorted(report.dropped))}); "
+        "the heads are randomly initialised and need training",
+        stacklevel=3,
+    )
+    model.pretrained_cfg["loaded_from"] = {"checkpoint": str(checkpoint_path), "format": "timm"}
+    model.pretrained_cfg.pop("weights", None)  # the zoo entry's mIoU does not describe these weights
+    return model

@@ -194,18 +194,20 @@ class SETRHubMixin(
         model.pretrained_cfg = dict(config.get("pretrained_cfg") or {})
         load_safetensors_strict(model, weights, map_location, strict)
         if wanted_classes != saved_classes:
-            _reinit_classifiers(model, wanted_classes, model_id)
+            reinit_classifiers(model, wanted_classes, model_id)
         return model.eval()
 
 
-def _reinit_classifiers(model: SETR, num_classes: int, source: str) -> None:
+def reinit_classifiers(model: SETR, num_classes: int, source: str) -> None:
+    """Re-initialise every classifier for ``num_classes``, warn, and forget what no longer applies
+    (class names, palette, the release's reported mIoU)."""
     warnings.warn(
         f"{source}: the weights have {model.num_classes} classes; re-initialising the classifiers for "
         f"{num_classes} classes (the encoder and the rest of the heads are kept)",
         stacklevel=3,
     )
     model.reset_classifier(num_classes)
-    for key in ("class_names", "palette"):
+    for key in ("class_names", "palette", "weights"):
         model.pretrained_cfg.pop(key, None)
 
 
@@ -340,7 +342,8 @@ def convert_checkpoint(
     from .factory import create_model
 
     model = create_model(model_name, checkpoint_path=checkpoint, **overrides)
-    model.pretrained_cfg["loaded_from"]["sha256"] = sha256_of(checkpoint)
+    loaded = model.pretrained_cfg["loaded_from"]
+    loaded["sha256"] = sha256_of(loaded["checkpoint"])  # the file read (a folder's model.safetensors)
     if push_to_hub:
         model.pretrained_cfg["hub_repo"] = push_to_hub
     model.save_pretrained(out_dir)

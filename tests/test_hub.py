@@ -224,10 +224,57 @@ def test_checkpoints_with_their_own_class_count(tmp_path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), fine_tuned.eval()(x), atol=0, rtol=0)
-    with pytest.raises(ConversionError, match="pass num_classes=<its class count>"):
+    with pytest.raises(ConversionError, match="has 5 classes but the model .* has 150.* num_classes=5"):
         setr.create_model(ZOO, checkpoint_path=path, **TINY_PUP)
     released = tmp_path / "released.pth"
     torch.save({"state_dict": tiny_zoo_model().state_dict()}, released)
     with pytest.warns(UserWarning, match="weights have 150 classes; re-initialising the classifiers for 7"):
         model = setr.create_model(ZOO, checkpoint_path=released, num_classes=7, **TINY_PUP)
     assert model.decode_head.classifier.out_channels == 7
+
+
+def test_timm_imagenet_weights_initialise_the_encoder_through_create_model(tmp_path):
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10)
+    path = tmp_path / "vit.pth"
+    torch.save(vit.state_dict(), path)
+    with pytest.warns(UserWarning, match="initialise the encoder only.*head.weight.*heads are randomly initialised"):
+        model = setr.create_model(f"{ZOO}.{TAG}", checkpoint_path=path, **TINY_PUP)
+    assert model.pretrained_cfg["loaded_from"]["format"] == "timm"
+    assert "weights" not in model.pretrained_cfg  # the release's mIoU does not describe these weights
+    torch.testing.assert_close(model.encoder.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+    with pytest.warns(UserWarning):
+        converted = convert_checkpoint(f"{ZOO}.{TAG}", path, tmp_path / "out", **TINY_PUP)
+    assert "48.62" not in (tmp_path / "out" / "README.md").read_text()
+    torch.testing.assert_close(setr.from_pretrained(tmp_path / "out").encoder.pos_embed, converted.encoder.pos_embed)
+
+
+def test_cli_reports_unavailable_weights_in_one_line(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 30)).save(image)
+    script = f"""
+    from setr.cli import main
+    status = main(["predict", "--model", "{ZOO}", "--pretrained", "--device", "cpu", "{image}", "--out", "{tmp_path / "o"}"])
+    print("STATUS", status)
+    """
+    result = run_offline(script, tmp_path / "empty_cache")
+    assert "STATUS 2" in result.stdout, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "setr: error: the weights of setr_pup_vitl_ade20k.official_160k could not be downloaded" in result.stderr
+
+
+def test_convert_reports_bad_overrides_and_outputs(tmp_path, capsys):
+    from setr.cli import main
+
+    folder = tmp_path / "saved"
+    tiny_zoo_model().save_pretrained(folder)
+    common = ["convert", "--model", f"{ZOO}.{TAG}", "--checkpoint", str(folder)]
+    tiny = [f"--override={k}={json.dumps(v)}" for k, v in TINY_PUP.items()]
+    assert main([*common, "--out", str(tmp_path / "ok"), *tiny]) == 0  # a save_pretrained folder is accepted
+    assert main([*common, "--out", str(tmp_path / "x"), *tiny, "--override=embed_dim=33"]) == 2
+    assert "must be divisible" in capsys.readouterr().err
+    assert main([*common, "--out", "/proc/not_writable/out", *tiny]) == 2
+    assert "setr: error: --out /proc/not_writable/out" in capsys.readouterr().err
