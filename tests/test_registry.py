@@ -109,3 +109,11 @@ def test_every_pretrained_name_is_a_registered_zoo_model():
     for name in PRETRAINED:
         assert name in setr.list_models()
     assert set(DATASETS) == {"cityscapes", "ade20k", "pcontext"}
+
+
+def test_palettes_are_the_official_ones():
+    city, ade, pcontext = (DATASETS[d].palette for d in ("cityscapes", "ade20k", "pcontext"))
+    assert city[0] == (128, 64, 128) and city[13] == (0, 0, 142)  # road, car
+    assert len(ade) == 150 and ade[:3] == ((120, 120, 120), (180, 120, 120), (6, 230, 230))
+    assert ade[-1] == (92, 0, 255)
+    assert pcontext == ade[:60]
