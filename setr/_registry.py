@@ -63,7 +63,7 @@ def is_model(name: str) -> bool:
 
 
 def unknown_name_error(name: str) -> KeyError:
-    close = difflib.get_close_matches(name, _all_names(), n=5, cutoff=0.5)
+    close = difflib.get_close_matches(name.lower(), _all_names(), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return KeyError(f"unknown model {name!r}.{hint} See setr.list_models() for every name.")
 

@@ -142,6 +142,15 @@ class SETRHubMixin(
             FileNotFoundError: the folder or repository lacks ``config.json`` or ``model.safetensors``.
         """
         source = str(pretrained_model_name_or_path)
+        path = Path(source).expanduser()
+        if path.is_file():
+            raise FileNotFoundError(
+                f"{source} is a file: from_pretrained takes a folder written by save_pretrained or a Hub repo id; "
+                "load a single checkpoint file with setr.create_model(name, checkpoint_path=...)"
+            )
+        looks_like_path = isinstance(pretrained_model_name_or_path, os.PathLike) or source.startswith(("/", ".", "~"))
+        if not path.exists() and (looks_like_path or source.count("/") > 1):
+            raise FileNotFoundError(f"no such folder: {source} (nor is it a Hub repo id of the form owner/name)")
         if os.path.isdir(source) and not (Path(source) / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{source} has no {CONFIG_FILE}: not a folder written by save_pretrained")
         try:

@@ -207,8 +207,9 @@ def test_setr_convert_command(tmp_path, capsys):
     loaded = setr.from_pretrained(tmp_path / "out")
     with torch.no_grad():
         torch.testing.assert_close(loaded(tensors["input"]), tensors["seg_logits"], atol=1e-5, rtol=0)
+    pup_overrides = [o for o in overrides if "mla_indices" not in o]
     status = main(["convert", "--model", "setr_pup_vitl_cityscapes", "--checkpoint", str(checkpoint),
-                   "--out", str(tmp_path / "bad"), *overrides[1:]])  # fmt: skip
+                   "--out", str(tmp_path / "bad"), *pup_overrides])  # fmt: skip
     assert status == 2
     assert "could not be mapped" in capsys.readouterr().err
 
@@ -278,3 +279,13 @@ def test_convert_reports_bad_overrides_and_outputs(tmp_path, capsys):
     assert "must be divisible" in capsys.readouterr().err
     assert main([*common, "--out", "/proc/not_writable/out", *tiny]) == 2
     assert "setr: error: --out /proc/not_writable/out" in capsys.readouterr().err
+
+
+def test_from_pretrained_explains_paths_that_are_not_saved_folders(tmp_path):
+    tiny_zoo_model().save_pretrained(tmp_path / "saved")
+    with pytest.raises(FileNotFoundError, match="is a file: .*checkpoint_path"):
+        setr.from_pretrained(tmp_path / "saved" / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        setr.from_pretrained(str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        setr.from_pretrained("./my-setr-typo")

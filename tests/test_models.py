@@ -217,3 +217,18 @@ def test_bad_config_is_explained(kwargs, message):
 
 
 TINY_SMALL = dict(img_size=64, embed_dim=64, depth=4, num_heads=4, num_classes=19)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(head="mla", decode_index=3), "decode_index do\\(es\\) not apply to a mla head"),
+        (dict(head="pup", mla_indices=[0, 1, 2, 3]), "mla_indices do\\(es\\) not apply to a pup head"),
+        (dict(head="naive", num_classes=0), "num_classes must be at least 1"),
+    ],
+)
+def test_options_of_another_head_are_refused_not_ignored(kwargs, message):
+    base = dict(TINY_SMALL)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        SETR(**base)

@@ -117,3 +117,8 @@ def test_palettes_are_the_official_ones():
     assert len(ade) == 150 and ade[:3] == ((120, 120, 120), (180, 120, 120), (6, 230, 230))
     assert ade[-1] == (92, 0, 255)
     assert pcontext == ade[:60]
+
+
+def test_suggestions_ignore_case():
+    with pytest.raises(KeyError, match="setr_pup_vitl"):
+        setr.create_model("SETR_PUP_VITL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,20 +31,8 @@ def is_batch(images: Any) -> bool:
     return False
 
 
-def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
-    """One image as a float ``(3, H, W)`` tensor of RGB values on the 0-255 scale.
-
-    Args:
-        image: a path (read with PIL), a PIL image (any mode; converted to RGB), a numpy array
-            ``(H, W, 3)`` channels-last or ``(H, W)`` grey, or a tensor ``(3, H, W)``
-            channels-first. Arrays and tensors are read as RGB on the 0-255 scale, whatever their
-            dtype (as the official SETR pipeline): divide nothing, and pass BGR images reversed.
-
-    Raises:
-        TypeError: an unsupported type.
-        ValueError: an unsupported shape.
-        setr.data.io.ImageReadError: a path that cannot be read.
-    """
+def _to_rgb_tensor(image: ImageInput) -> torch.Tensor:
+    """:func:`to_rgb_tensor` without the checks on the values."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image).float()
     if isinstance(image, Image.Image):
@@ -68,6 +57,37 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     raise TypeError(
         f"unsupported image type {type(image).__name__}: pass a path, a PIL image, a numpy array or a tensor"
     )
+
+
+def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
+    """One image as a float ``(3, H, W)`` tensor of RGB values on the 0-255 scale.
+
+    Args:
+        image: a path (read with PIL), a PIL image (any mode; converted to RGB), a numpy array
+            ``(H, W, 3)`` channels-last or ``(H, W)`` grey, or a tensor ``(3, H, W)``
+            channels-first. Arrays and tensors are read as RGB on the 0-255 scale, whatever their
+            dtype (as the official SETR pipeline): divide nothing, and pass BGR images reversed.
+            A floating-point image whose values all lie in [0, 1] is almost certainly on the
+            0-1 scale: it is used as given, with a warning.
+
+    Raises:
+        TypeError: an unsupported type.
+        ValueError: an unsupported shape, or an empty image.
+        setr.data.io.ImageReadError: a path that cannot be read.
+    """
+    floating = isinstance(image, torch.Tensor | np.ndarray) and (
+        image.dtype.is_floating_point if isinstance(image, torch.Tensor) else np.issubdtype(image.dtype, np.floating)
+    )
+    rgb = _to_rgb_tensor(image)
+    if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
+        raise ValueError(f"empty image of shape {tuple(rgb.shape)}")
+    if floating and rgb.numel() and 0 <= float(rgb.min()) and float(rgb.max()) <= 1:
+        warnings.warn(
+            "a floating-point image with all values in [0, 1]: SETR expects RGB on the 0-255 scale; "
+            "multiply by 255 (the image is used as given)",
+            stacklevel=3,
+        )
+    return rgb
 
 
 def to_rgb_tensors(images: ImageInput | Sequence[ImageInput]) -> list[torch.Tensor]:

@@ -123,7 +123,18 @@ class SETR(nn.Module, SETRHubMixin):
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         is_mla = head == "mla"
+        ignored = (
+            {"decode_index": decode_index, "decode_kernel_size": decode_kernel_size,
+             "decode_up_scales": decode_up_scales, "aux_kernel_size": aux_kernel_size, "aux_up_scales": aux_up_scales}
+            if is_mla
+            else {"mla_indices": mla_indices}
+        )  # fmt: skip
+        given = sorted(name for name, value in ignored.items() if value is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} do(es) not apply to a {head} head; remove it or change head")
         if class_token is None:
             class_token = not is_mla
         if is_mla:
