@@ -52,9 +52,16 @@ def test_cityscapes_maps_label_ids_to_train_ids(tmp_path):
 
 def test_cityscapes_uses_train_id_files_when_label_ids_are_absent(tmp_path):
     cityscapes_tree(tmp_path)
+    train_ids = np.array([[0, 1, 13, 255], [18, 11, 255, 255]])
     for path in (tmp_path / "gtFine").rglob("*_labelIds.png"):
-        path.rename(path.with_name(path.name.replace("_labelIds", "_labelTrainIds")))
-    assert Cityscapes(tmp_path)[1]["mask"].tolist() == [[7, 8, 26, 0], [33, 24, 4, 255]]
+        path.unlink()
+        write_mask(path.with_name(path.name.replace("_labelIds", "_labelTrainIds")), train_ids)
+    assert Cityscapes(tmp_path)[1]["mask"].tolist() == train_ids.tolist()
+    # labelIds saved under a labelTrainIds name: values beyond 18 are an error, not silently ignored
+    for path in (tmp_path / "gtFine").rglob("*_labelTrainIds.png"):
+        write_mask(path, np.array([[7, 8, 26, 0], [33, 24, 4, 255]]))
+    with pytest.raises(ImageReadError, match=r"label values \[24, 26, 33\] are neither classes 0..18"):
+        Cityscapes(tmp_path)[0]
 
 
 def test_ade20k_reduces_the_zero_label(tmp_path):

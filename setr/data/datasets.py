@@ -110,7 +110,15 @@ class SegmentationDataset(Dataset):
         if self.reduce_zero_label:
             mask = np.where(mask == 0, self.ignore_index, mask - 1)
             mask[mask == self.ignore_index - 1] = self.ignore_index
-        return torch.from_numpy(np.ascontiguousarray(mask))
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+        bad = (mask >= self.num_classes) & (mask != self.ignore_index) | (mask < 0)
+        if bad.any():  # a wrong dataset/class count, not something to ignore silently
+            values = sorted(set(mask[bad].unique().tolist()))[:5]
+            raise ImageReadError(
+                f"{path}: label values {values} are neither classes 0..{self.num_classes - 1} "
+                f"nor the ignore index {self.ignore_index}"
+            )
+        return mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, mask_path = self.samples[index]
@@ -320,17 +328,6 @@ class FolderDataset(SegmentationDataset):
         if not pairs:
             raise DatasetLayoutError(f"{images}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
         super().__init__(pairs, names, **kwargs)
-
-    def load_mask(self, path: Path) -> torch.Tensor:
-        mask = super().load_mask(path)
-        bad = (mask >= self.num_classes) & (mask != self.ignore_index) | (mask < 0)
-        if bad.any():
-            values = sorted(set(mask[bad].unique().tolist()))[:5]
-            raise ImageReadError(
-                f"{path}: label values {values} are neither classes 0..{self.num_classes - 1} "
-                f"nor the ignore index {self.ignore_index}"
-            )
-        return mask
 
 
 DATASET_READERS: dict[str, type[SegmentationDataset]] = {
