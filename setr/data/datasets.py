@@ -110,9 +110,13 @@ class SegmentationDataset(Dataset):
         if self.reduce_zero_label:
             mask = np.where(mask == 0, self.ignore_index, mask - 1)
             mask[mask == self.ignore_index - 1] = self.ignore_index
-        mask = torch.from_numpy(np.ascontiguousarray(mask))
+        return torch.from_numpy(np.ascontiguousarray(mask))
+
+    def _check_labels(self, mask: torch.Tensor, path: Path) -> torch.Tensor:
+        """Refuse label values that are neither a class nor the ignore index: a wrong dataset or
+        class count, not something to ignore silently."""
         bad = (mask >= self.num_classes) & (mask != self.ignore_index) | (mask < 0)
-        if bad.any():  # a wrong dataset/class count, not something to ignore silently
+        if bad.any():
             values = sorted(set(mask[bad].unique().tolist()))[:5]
             raise ImageReadError(
                 f"{path}: label values {values} are neither classes 0..{self.num_classes - 1} "
@@ -123,7 +127,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, mask_path = self.samples[index]
         image = read_image(image_path)
-        mask = self.load_mask(mask_path)
+        mask = self._check_labels(self.load_mask(mask_path), mask_path)
         if tuple(image.shape[-2:]) != tuple(mask.shape):
             raise ImageReadError(
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
