@@ -1,0 +1,134 @@
+"""Training checkpoints written atomically, the random state they carry, and the final weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "capture_rng_state",
+    "load_training_checkpoint",
+    "restore_rng_state",
+    "save_pretrained_weights",
+    "save_training_checkpoint",
+    "unwrap_model",
+]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel`` and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every random generator the training touches: python, numpy, torch CPU and CUDA.
+
+    Stored as tensors and plain Python values, so the checkpoint loads with ``weights_only=True``.
+    """
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_rng_state` returned."""
+    random.setstate(_as_tuple(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save_training_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` atomically: to a temporary file in the same folder, flushed
+    to disk, then renamed over ``path``. A run killed mid-write leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_training_checkpoint` (``weights_only=True``: no code runs).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        RuntimeError: the file is not a readable training checkpoint (truncated, corrupt or another format).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training checkpoint at {path}; pass the last.pt of an earlier run's output folder")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise RuntimeError(
+            f"{path} is not a readable training checkpoint ({type(error).__name__}: {error}); it may be truncated "
+            "or corrupt: resume from another checkpoint or start afresh"
+        ) from error
+    missing = {"model", "optimizer", "scheduler", "iteration", "rng"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise RuntimeError(f"{path} is not a setr training checkpoint (missing {', '.join(sorted(missing))})")
+    return state
+
+
+def save_pretrained_weights(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Save the final weights in the ``save_pretrained`` layout: ``config.json`` + ``model.safetensors``.
+
+    Uses ``model.save_pretrained`` when the model has it; otherwise writes the two files itself
+    (``config.json`` holds ``model.config``, so ``setr.SETR(**config)`` rebuilds the network).
+    """
+    model = unwrap_model(model)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(directory)
+        return directory
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(model.config, indent=2) + "\n")
+    return directory
