@@ -5,10 +5,11 @@ is identical on every machine and in every process, and can be read in any order
 
 What makes it a real (if small) segmentation problem:
 
-* colour carries no class information: every object, and every background distractor, draws its
-  colours from the same distribution;
-* the texture classes (stripes, checks, dots, speckle) have random shapes, orientations and
-  scales, so the network must recognise the texture;
+* colour alone does not tell the classes: each object class takes one of its colours from a hue
+  band of its own, but the background gradient and its clutter take any colour, so a patch of
+  "stripes red" is an object only if it is striped (a pixel-wise colour classifier learns nothing);
+* the texture classes (stripes, checks, dots, speckle) have random shapes, orientations, scales
+  and second colours, so the network must recognise the texture;
 * the shape classes (ring, cross) are flat-coloured, like the background's distractor discs,
   squares and bars, so the network must recognise the shape (a ring is not a disc);
 * objects overlap (later ones occlude earlier ones, and the label follows), are cut by the image
@@ -160,8 +161,9 @@ def _class_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
     """A colour from class ``cls``'s own hue band (60 degrees apart, +-20 wide), any saturation/brightness."""
     hue = (_CLASS_HUES[cls - 1] + rng.uniform(-20, 20)) % 360
     saturation, value = rng.uniform(0.45, 1.0), rng.uniform(0.4, 0.95)
-    channel = lambda n: value - value * saturation * max(0.0, min((n + hue / 60) % 6, 4 - (n + hue / 60) % 6, 1))  # noqa: E731
-    return 255 * np.array([channel(5), channel(3), channel(1)], dtype=np.float32)
+    sector = (np.array([5.0, 3.0, 1.0]) + hue / 60) % 6  # HSV -> RGB, channel by channel
+    weight = np.clip(np.minimum(sector, 4 - sector), 0, 1)
+    return (255 * value * (1 - saturation * weight)).astype(np.float32)
 
 
 def _contrasting_colour(rng: np.random.Generator, first: np.ndarray) -> np.ndarray:
