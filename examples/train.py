@@ -186,7 +186,13 @@ def build_model(args: argparse.Namespace, recipe: Recipe, info: dict, ctx: Distr
     kwargs.update(
         img_size=recipe.crop, num_classes=len(info["class_names"]), grad_checkpointing=args.grad_checkpointing
     )
-    model = setr.create_model(name, checkpoint_path=args.checkpoint, **kwargs)
+    if args.checkpoint and (Path(args.checkpoint) / "config.json").is_file():  # a save_pretrained folder
+        model = setr.from_pretrained(
+            args.checkpoint,
+            **{k: v for k, v in kwargs.items() if k in ("num_classes", "img_size", "grad_checkpointing")},
+        )
+    else:
+        model = setr.create_model(name, checkpoint_path=args.checkpoint, **kwargs)
     if args.init_encoder:
         from setr.convert.timm import load_timm_encoder
 

@@ -260,3 +260,63 @@ def test_two_process_torchrun_ranks_agree(tmp_path):
     model.load_state_dict(saved)
     ctx = setr.training.DistributedContext()
     assert _load_train_script().rank_digests(model, ctx) == [digests[0]]
+
+
+def test_initialisation_flags(tmp_path):
+    """--init-encoder loads timm ViT weights into the encoder; --checkpoint fine-tunes trained weights on new classes."""
+    import timm
+
+    train = _load_train_script()
+    vit = timm.models.VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=7)
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")
+    args = train.parse_args([*TINY_RUN, "--init-encoder", str(tmp_path / "vit.pth")])
+    recipe = train.resolve_recipe(args)
+    info = dict(class_names=["a", "b", "c"], palette=[(0, 0, 0)] * 3, protocol=None)
+    model = train.build_model(args, recipe, info, setr.training.DistributedContext())
+    assert torch.equal(model.encoder.patch_embed.proj.weight, vit.patch_embed.proj.weight)
+    assert torch.equal(model.encoder.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+
+    threads = torch.get_num_threads()
+    try:
+        train.main([*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "first")])
+        with pytest.warns(UserWarning, match="re-initialising the classifiers for 3 classes"):
+            train.main([*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "tuned"), "--synthetic-classes", "3",
+                        "--checkpoint", str(tmp_path / "first" / "final")])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    first = load_file(tmp_path / "first" / "final" / "model.safetensors")
+    tuned = load_file(tmp_path / "tuned" / "final" / "model.safetensors")
+    assert first["decode_head.classifier.weight"].shape[0] == 5 and tuned["decode_head.classifier.weight"].shape[0] == 3
+    config = json.loads((tmp_path / "tuned" / "final" / "config.json").read_text())
+    assert config["num_classes"] == 3 and config["pretrained_cfg"]["class_names"] == ["background", "stripes", "checks"]
+
+
+def test_trains_on_a_folder_dataset(tmp_path):
+    """Real image/mask files through the dataset readers, a recipe from flags, sliding-window evaluation."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    generated = SyntheticShapes(6, size=(40, 56), num_classes=3)
+    for index in range(len(generated)):
+        split = "train" if index < 4 else "val"
+        image, label = generated[index]
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / "images" / split / f"{index}.png")
+        Image.fromarray(label.to(torch.uint8).numpy()).save(root / "masks" / split / f"{index}.png")
+    (root / "classes.txt").write_text("background\nstripes\nchecks\n")
+    train = _load_train_script()
+    kwargs = json.dumps(dict(TINY_MODEL, decode_index=1, aux_indices=[0, 1]))
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit, match="--lr --iters"):
+            train.main(["--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl"])
+        result = train.main([
+            "--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl", "--model-kwargs", kwargs,
+            "--lr", "0.01", "--iters", "2", "--batch-size", "2", "--crop", "32", "--scale", "56", "40",
+            "--workers", "0", "--threads", "1", "--num-predictions", "2", "--out", str(tmp_path / "run"),
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert 0.0 <= result["mIoU"] <= 1.0
+    assert len(list((tmp_path / "run" / "predictions").glob("*_pred.png"))) == 2
