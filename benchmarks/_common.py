@@ -138,11 +138,33 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark case {label!r} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return dict(json.loads(lines[-1]), machine=machine_info(case["device"]))
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def matmul_fractions(result: dict[str, Any], flops: float) -> dict[str, float]:
+    """The model's FLOP rate as a fraction of the matmul probe's, from one worker result.
+
+    ``wall``: median over runs of (run rate / mean rate of the probes just before and after it);
+    ``cpu``: the same with process CPU time, which leaves out the time other processes held the
+    cores (on a shared machine the steadier of the two; not meaningful on CUDA).
+    """
+
+    def fraction(run: list[float], probe: list[float]) -> float:
+        ratios = []
+        for i, seconds in enumerate(run):
+            probe_rate = result["mm_flops"] / ((probe[i] + probe[i + 1]) / 2)
+            ratios.append(flops / seconds / probe_rate)
+        return median(ratios)
+
+    return dict(
+        wall=fraction(result["seconds"], result["mm_seconds"]),
+        cpu=fraction(result["cpu_seconds"], result["mm_cpu_seconds"]),
+        mm_rate=result["mm_flops"] / median(result["mm_seconds"]),
+    )
 
 
 def spread(values: list[float]) -> str:

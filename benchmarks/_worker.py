@@ -72,21 +72,24 @@ class MatmulProbe:
         self.b = torch.randn(n, n, device=device, dtype=dtype)
         self.out = torch.zeros(n, n, device=device, dtype=dtype)  # touched now: resident in the baseline
         self.bytes = 3 * n * n * self.a.element_size()
+        self.flops = 2 * n**3
         self.device = device
 
-    def rate(self) -> float:
-        seconds = timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
-        return 2 * self.n**3 / seconds
+    def time(self) -> tuple[float, float]:
+        """Wall and CPU seconds of one matmul."""
+        return timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
 
 
-def timed(fn: Callable[[], Any], device: str) -> float:
+def timed(fn: Callable[[], Any], device: str) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of ``fn()`` (CPU time leaves out the time other processes
+    on a shared machine held the cores)."""
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run_context(case: dict[str, Any]) -> contextlib.ExitStack:
@@ -122,28 +125,31 @@ def prepare_model(case: dict[str, Any], train: bool) -> torch.nn.Module:
 
 
 def measure(case: dict[str, Any], step: Callable[[], Any]) -> dict[str, Any]:
-    """Warm-up runs, then timed runs each preceded by a matmul probe; peak memory over all of them."""
+    """Warm-up runs, then timed runs with a matmul probe before each and after the last; peak memory
+    over all of them. Run ``i`` is compared with the mean rate of the probes either side of it."""
     device = case["device"]
-    probe = MatmulProbe(case.get("mm_size", 4096), device, DTYPES[case.get("precision", "fp32")])
+    probe = MatmulProbe(case.get("mm_size") or 4096, device, DTYPES[case.get("precision") or "fp32"])
     memory = Memory(device)
     memory.reset()
     baseline = memory.current()
     for _ in range(case["warmup"]):
         step()
-        probe.rate()
+        probe.time()
     warm_peak = memory.peak()
     after_warmup = memory.current()
     if case.get("reset_after_warmup"):
         memory.reset()
         after_warmup = memory.current()
-    seconds, rates = [], []
+    runs, probes = [], [probe.time()]
     for _ in range(case["repeats"]):
-        rates.append(probe.rate())
-        seconds.append(timed(step, device))
+        runs.append(timed(step, device))
+        probes.append(probe.time())
     return dict(
-        seconds=seconds,
-        mm_flops_per_s=rates,
-        mm_size=probe.n,
+        seconds=[wall for wall, _ in runs],
+        cpu_seconds=[cpu for _, cpu in runs],
+        mm_seconds=[wall for wall, _ in probes],
+        mm_cpu_seconds=[cpu for _, cpu in probes],
+        mm_flops=probe.flops,
         probe_bytes=probe.bytes,
         baseline_bytes=baseline,
         after_warmup_bytes=after_warmup,
@@ -189,19 +195,27 @@ def train_case(case: dict[str, Any]) -> dict[str, Any]:
     batch, height, width = case["batch"], case["height"], case["width"]
     images = torch.randn(batch, 3, height, width, device=device)
     labels = torch.randint(0, model.num_classes, (batch, height, width), device=device)
+    memory = Memory(device)
+    peaks, forward_bytes = [], []
 
     def step() -> None:
+        # What the forward holds for the backward (plus its transients) is the memory that
+        # checkpointing trades for compute; gradients replace it during the backward.
+        memory.reset()
+        start = memory.current()
         with run_context(case):
             logits, aux = model(images, return_aux=True)
             loss = F.cross_entropy(logits.float(), labels)
             loss = loss + 0.4 * sum(F.cross_entropy(a.float(), labels) for a in aux)
+        forward_bytes.append(memory.peak() - start)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        peaks.append(memory.peak())
 
-    # After the warm-up step the momentum buffers exist and the gradients are freed; the peak of the
-    # timed steps minus that level is the gradients plus the activations.
-    result = measure(dict(case, reset_after_warmup=True), step)
+    result = measure(case, step)
+    result["peak_bytes"] = max(peaks)  # every step, the warm-up (which creates the momentum buffers) too
+    result["forward_bytes"] = forward_bytes  # every step, the warm-up ones first
     result["param_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
     return result
 

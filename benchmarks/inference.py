@@ -23,6 +23,7 @@ from _common import (
     count_flops,
     fmt_bytes,
     fmt_seconds,
+    matmul_fractions,
     median,
     model_name,
     model_spec,
@@ -68,7 +69,7 @@ def main() -> None:
             flops = window_flops * result["windows"]
             rows.append([
                 label, f"{image[0]}x{image[1]}", result["windows"], fmt_seconds(latency), spread(result["seconds"]),
-                f"{1 / latency:.3g}", f"{flops / latency / median(result['mm_flops_per_s']):.0%}",
+                f"{1 / latency:.3g}", f"{matmul_fractions(result, flops)['wall']:.0%}",
                 fmt_bytes(result["peak_bytes"] - result["probe_bytes"]),
                 fmt_bytes(result["peak_bytes"] - result["baseline_bytes"]),
             ])  # fmt: skip
@@ -92,7 +93,7 @@ def main() -> None:
         print(table(["latency (median)", "GFLOPs", "of matmul", "peak memory", "above loaded model",
                      "one N x N attention matrix (fp32, all heads)", "above-model peak / that matrix"],
                     [[fmt_seconds(latency), f"{flops / 1e9:.0f}",
-                      f"{flops / latency / median(result['mm_flops_per_s']):.0%}",
+                      f"{matmul_fractions(result, flops)['wall']:.0%}",
                       fmt_bytes(result["peak_bytes"] - result["probe_bytes"]), fmt_bytes(above),
                       fmt_bytes(matrix), f"{above / matrix:.2f}"]]))  # fmt: skip
     save_json(args.json, raw)

@@ -100,7 +100,7 @@ def compare_heads(model, x, device: str, repeats: int) -> None:
             for name, fn in paths.items():
                 memory.reset()
                 base = memory.current()
-                seconds[name].append(timed(fn, device))
+                seconds[name].append(timed(fn, device)[0])
                 peaks[name] = max(peaks[name], memory.peak() - base)
     ours, plain = median(seconds["ours"]), median(seconds["plain"])
     print(

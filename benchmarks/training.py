@@ -5,9 +5,12 @@ time and peak memory, with and without gradient checkpointing, in fp32 and with 
     python benchmarks/training.py --size 512 --warmup 1 --repeats 2       # PUP ViT-L, ADE20K crop
     python benchmarks/training.py --device cuda --size 768                 # Cityscapes crop on a GPU
 
-Each variant runs in a fresh process. Memory: the peak over the timed steps (process RSS on CPU,
-``max_memory_allocated`` on CUDA); "activations" is that peak minus the level after the warm-up step
-(weights and momentum buffers) minus the gradients, i.e. what checkpointing can save.
+Each variant runs in a fresh process. Memory: the peak over all steps (process RSS on CPU,
+``max_memory_allocated`` on CUDA), and the forward's own peak above the level at the start of its
+step (the activations kept for the backward, and the forward's transients): what checkpointing
+trades for compute. On CPU that is taken from the first step of the fresh process: the C allocator
+keeps some freed memory after a step and later steps reuse it, so their RSS deltas understate
+(the worker also pins glibc's mmap threshold, so that large freed blocks do go back).
 """
 
 from __future__ import annotations
@@ -58,17 +61,18 @@ def main() -> None:
     rows, raw, by_name = [], [], {}
     for name in args.variants:
         case = dict(base_case(args), kind="train", label=f"train {name}", model=spec, height=size, width=size,
-                    batch=args.batch, **VARIANTS[name])  # fmt: skip
+                    batch=args.batch, pin_malloc=True, **VARIANTS[name])  # fmt: skip
         result = run_case(case)
         raw.append(result)
         latency = median(result["seconds"])
-        activations = result["peak_bytes"] - result["after_warmup_bytes"] - result["param_bytes"]
-        peak = max(result["peak_bytes"], result["warmup_peak_bytes"]) - result["probe_bytes"]
+        activations = result["forward_bytes"][0] if args.device == "cpu" else median(result["forward_bytes"])
+        peak = result["peak_bytes"] - result["probe_bytes"]
         by_name[name] = dict(peak=peak, activations=activations)
-        rows.append([name, fmt_seconds(latency), spread(result["seconds"]), f"{args.batch / latency:.3g}",
-                     fmt_bytes(peak), fmt_bytes(activations)])  # fmt: skip
+        rows.append([name, fmt_seconds(latency), spread(result["seconds"]), fmt_seconds(median(result["cpu_seconds"])),
+                     f"{args.batch / latency:.3g}", fmt_bytes(peak), fmt_bytes(activations)])  # fmt: skip
     print(f"\n## Training step ({args.device}, crop {size}, batch {args.batch})\n")
-    print(table(["variant", "step (median)", "spread", "img/s", "peak memory", "activations"], rows))
+    header = ["variant", "step (median)", "spread", "CPU time (median)", "img/s", "peak memory", "forward activations"]
+    print(table(header, rows))
     ratios = []
     for plain, ckpt in (("fp32", "fp32 + checkpointing"), ("bf16 autocast", "bf16 autocast + checkpointing")):
         if plain in by_name and ckpt in by_name:
