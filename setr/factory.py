@@ -105,7 +105,7 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
     """Build the model and load ``checkpoint_path`` strictly (the file is read once).
 
     With ``requested_classes``, a checkpoint that already has that many classes loads as is (a
-    user's fine-tuned weights); otherwise the model is built with the name's own classes, loaded,
+    user's fine-tuned weights); otherwise the model is built with the checkpoint's classes, loaded,
     and the caller re-initialises the classifiers.
     """
     from .convert import ConversionError, convert_state_dict, detect_format
@@ -119,19 +119,21 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
     fmt = detect_format(state)
     if fmt == "timm":
         return _build_from_timm(build, state, checkpoint_path, requested_classes)
-    attempts = [{"num_classes": requested_classes}, {}] if requested_classes is not None else [{}]
-    first_error: ConversionError | None = None
-    for extra in attempts:
-        model = build(**extra)
+    model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
+    try:
+        converted = convert_state_dict(state, model, fmt)
+    except ConversionError as error:
+        found = getattr(error, "checkpoint_classes", None)
+        if requested_classes is None or found is None:
+            raise ConversionError(f"{checkpoint_path}: {error}") from None
+        model = build(num_classes=found)  # load as saved; the caller re-initialises the classifiers
         try:
             converted = convert_state_dict(state, model, fmt)
-        except ConversionError as error:
-            first_error = first_error or error
-            continue
-        model.load_state_dict(converted, strict=True)
-        model.pretrained_cfg["loaded_from"] = {"checkpoint": str(checkpoint_path), "format": fmt}
-        return model
-    raise ConversionError(f"{checkpoint_path}: {first_error}") from None
+        except ConversionError as other:
+            raise ConversionError(f"{checkpoint_path}: {other}") from None
+    model.load_state_dict(converted, strict=True)
+    model.pretrained_cfg["loaded_from"] = {"checkpoint": str(checkpoint_path), "format": fmt}
+    return model
 
 
 def _build_from_timm(

@@ -289,3 +289,13 @@ def test_from_pretrained_explains_paths_that_are_not_saved_folders(tmp_path):
         setr.from_pretrained(str(tmp_path / "typo"))
     with pytest.raises(FileNotFoundError, match="no such folder"):
         setr.from_pretrained("./my-setr-typo")
+
+
+def test_any_class_count_to_any_other_through_an_architecture_name(tmp_path):
+    five = setr.create_model("setr_pup_vitl", num_classes=5, img_size=512, **TINY_PUP)
+    path = tmp_path / "five.pth"
+    torch.save(five.state_dict(), path)
+    with pytest.warns(UserWarning, match="weights have 5 classes; re-initialising the classifiers for 7"):
+        seven = setr.create_model("setr_pup_vitl", checkpoint_path=path, num_classes=7, img_size=512, **TINY_PUP)
+    assert seven.decode_head.classifier.out_channels == 7
+    torch.testing.assert_close(seven.encoder.pos_embed, five.encoder.pos_embed)

@@ -114,12 +114,14 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
     )
     classes = _class_counts(converted, expected)
     if classes is not None:
-        raise ConversionError(
+        error = ConversionError(
             f"{what} has {classes[0]} classes but the model {_describe(model)} has {classes[1]} "
             f"(shape mismatch: {_listing(mis_shaped, 2)}). Build the model for the checkpoint's "
             f"{classes[0]} classes (the zoo name of its dataset, or num_classes={classes[0]}); to fine-tune "
             "on other classes, load first and then call model.reset_classifier(num_classes)."
         )
+        error.checkpoint_classes = classes[0]  # lets callers rebuild for the checkpoint's classes
+        raise error
     problems = []
     if missing:
         problems.append(f"missing from the checkpoint: {_listing(_modules(missing))}")
