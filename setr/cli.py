@@ -35,15 +35,19 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _add_override(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="SETR constructor argument (JSON value), repeatable: --override embed_dim=32",
+    )  # fmt: skip
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=True, help="zoo or architecture name, e.g. setr_pup_vitl_cityscapes")
     group.add_argument("--checkpoint", help="weights file: official .pth, mmseg, PaddleViT or setr safetensors")
     group.add_argument("--pretrained", action="store_true", help="download the zoo name's released weights")
-    group.add_argument(
-        "--override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-        help="SETR constructor argument (JSON value), repeatable: --override embed_dim=32",
-    )  # fmt: skip
+    _add_override(group)
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     group.add_argument("--batch-size", type=int, default=4, help="windows (slide) or images (whole) per forward pass")
 
@@ -409,10 +413,7 @@ def _add_convert(subparsers) -> None:
     parser.add_argument(
         "--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repository"
     )
-    parser.add_argument(
-        "--override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-        help="SETR constructor argument (JSON value), repeatable",
-    )  # fmt: skip
+    _add_override(parser)
     parser.set_defaults(func=_run_convert)
 
 
