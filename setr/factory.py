@@ -117,9 +117,9 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
         checkpoint_path = folder_weights
     state = read_checkpoint(checkpoint_path)
     fmt = detect_format(state)
-    if fmt == "timm":
-        return _build_from_timm(build, state, checkpoint_path, requested_classes)
     model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
+    if fmt == "timm":
+        return _init_from_timm(model, state, checkpoint_path)
     try:
         converted = convert_state_dict(state, model, fmt)
     except ConversionError as error:
@@ -136,13 +136,10 @@ def _build_from_checkpoint(build: Any, checkpoint_path: str | os.PathLike, reque
     return model
 
 
-def _build_from_timm(
-    build: Any, state: dict[str, Any], checkpoint_path: str | os.PathLike, requested_classes: int | None
-) -> SETR:
+def _init_from_timm(model: SETR, state: dict[str, Any], checkpoint_path: str | os.PathLike) -> SETR:
     """ImageNet ViT weights (timm layout) initialise the encoder; the heads keep their random init."""
     from .convert.timm import load_timm_encoder
 
-    model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
     report = load_timm_encoder(model, state)
     warnings.warn(
         f"{checkpoint_path}: timm ImageNet weights initialise the encoder only "

@@ -8,8 +8,6 @@ from .pretrained import PRETRAINED, hub_repo_id
 
 __all__ = ["zoo_markdown", "zoo_rows"]
 
-_CROPS = {"cityscapes": 768, "ade20k": 512, "pcontext": 480}
-
 
 def zoo_rows() -> list[dict[str, object]]:
     """One dict per released checkpoint: name, dataset, head, crop, classes, source, mIoU, ..."""
@@ -24,7 +22,7 @@ def zoo_rows() -> list[dict[str, object]]:
                     dataset=dataset,
                     head=arch.split("_")[1],
                     backbone=arch.split("_")[2],
-                    crop=_CROPS[dataset],
+                    crop=DATASETS[dataset].protocol.crop,
                     classes=DATASETS[dataset].num_classes,
                     source=cfg.source,
                     iters=cfg.iters,

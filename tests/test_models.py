@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from setr import SETR
 
-from .conftest import HEADS, tiny_kwargs
+from .conftest import HEADS, TINY, tiny_kwargs
 
 
 def tiny(head: str, **extra) -> SETR:
@@ -210,13 +210,10 @@ def test_bad_input_is_explained(bad, message):
     ],
 )
 def test_bad_config_is_explained(kwargs, message):
-    base = dict(TINY_SMALL)
+    base = dict(TINY)
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         SETR(**base)
-
-
-TINY_SMALL = dict(img_size=64, embed_dim=64, depth=4, num_heads=4, num_classes=19)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +225,7 @@ TINY_SMALL = dict(img_size=64, embed_dim=64, depth=4, num_heads=4, num_classes=1
     ],
 )
 def test_options_of_another_head_are_refused_not_ignored(kwargs, message):
-    base = dict(TINY_SMALL)
+    base = dict(TINY)
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         SETR(**base)

@@ -28,7 +28,6 @@ ENCODER_INIT = {
     "vitb": "jx_vit_base_p16_384 (timm vit_base_patch16_384, release v0.1-vitjx)",
     "deitb": "deit_base_distilled_patch16_384",
 }
-_CROPS = {"cityscapes": 768, "ade20k": 512, "pcontext": 480}
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {}
 """``name -> constructor kwargs`` of the bare architectures."""
@@ -67,7 +66,8 @@ for _arch, _dataset in [
 ]:
     _info = DATASETS[_dataset]
     _name = f"{_arch}_{_dataset}"
-    _kwargs = dict(ARCHITECTURES[_arch], img_size=_CROPS[_dataset], num_classes=_info.num_classes)
+    # every SETR config trains on crops of its slide-window size
+    _kwargs = dict(ARCHITECTURES[_arch], img_size=_info.protocol.crop, num_classes=_info.num_classes)
     DATASET_MODELS[_name] = (_arch, _dataset)
     _meta = {"encoder_init": ENCODER_INIT[_arch.rsplit("_", 1)[1]], "dataset": _dataset}
     register_model(_make_entrypoint(_name, _kwargs, _meta))
