@@ -69,7 +69,7 @@ def test_all_reduce_sums_over_processes(tmp_path):
     path.write_text(script)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531", str(path)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(path)],
         capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
