@@ -11,6 +11,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .fused_block import can_fuse_block, fused_block_forward
 from .patch_embed import PatchEmbed
 
 __all__ = ["ViTEncoder"]
@@ -28,6 +29,10 @@ class ViTEncoder(nn.Module):
     training crop no resizing happens and the network is the official one.
 
     ``(B, C, H, W) -> [(B, h*w, D)] * len(indices)``, with ``h, w = ceil(H/16), ceil(W/16)``.
+
+    Inference on CPU runs each block through ``fused_block_forward`` (the same arithmetic with the
+    residual adds folded into the GEMMs and the MLP in cache-sized chunks of tokens); set
+    ``fused_inference = False`` to call the timm blocks as they are.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class ViTEncoder(nn.Module):
         self.depth = depth
         self.num_prefix_tokens = 1 if class_token else 0
         self.grad_checkpointing = False
+        self.fused_inference = True
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = img_size // patch_size
@@ -159,6 +165,8 @@ class ViTEncoder(nn.Module):
         for i, block in enumerate(self.blocks[: max(indices) + 1]):
             if self.grad_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, use_reentrant=False)
+            elif self.fused_inference and can_fuse_block(block, tokens):
+                tokens = fused_block_forward(block, tokens)
             else:
                 tokens = block(tokens)
             if i in wanted:
