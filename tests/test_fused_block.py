@@ -63,6 +63,9 @@ def test_fused_path_is_refused_where_it_would_differ() -> None:
         assert not can_fuse_block(block, x), "a hook on a submodule would be skipped"
         handle.remove()
         assert can_fuse_block(block, x)
+        block.attn.fused_attn = False
+        assert not can_fuse_block(block, x), "explicit attention was asked for"
+        block.attn.fused_attn = True
         assert not can_fuse_block(make_block(init_values=0.1), x), "layer scale"
         assert not can_fuse_block(make_block(act_layer=partial(torch.nn.GELU, approximate="tanh")), x)
         assert not can_fuse_block(block, torch.randn(1, 5, 32, device="meta")), "CPU only"

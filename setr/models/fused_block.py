@@ -40,7 +40,7 @@ def _has_hooks(block: nn.Module) -> bool:
 def can_fuse_block(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``fused_block_forward(block, x)`` computes exactly ``block(x)``.
 
-    True for a plain timm ``Block`` (LayerNorms, standard attention with no q/k norm or gate, a GELU
+    True for a plain timm ``Block`` (LayerNorms, SDPA attention with no q/k norm or gate, a GELU
     ``Mlp``, no layer scale) in eval mode, with no hooks, on a CPU tensor, outside autograd and autocast.
     """
     if torch.is_grad_enabled() or block.training or x.device.type != "cpu" or x.dim() != 3:
@@ -50,8 +50,8 @@ def can_fuse_block(block: nn.Module, x: torch.Tensor) -> bool:
     if type(block) is not Block or _has_hooks(block):
         return False
     attn, mlp = block.attn, block.mlp
-    if type(attn) is not Attention or type(mlp) is not Mlp:
-        return False
+    if type(attn) is not Attention or type(mlp) is not Mlp or not attn.fused_attn:
+        return False  # fused_attn False asks for timm's explicit softmax(q k^T) v: leave it to timm
     if not all(type(norm) is nn.LayerNorm for norm in (block.norm1, block.norm2)):
         return False
     plain_parts = (
