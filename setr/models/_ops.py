@@ -37,7 +37,11 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 def conv2d_channels_last(
-    conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    padding: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Run ``conv`` on ``x`` in the channels-last memory format: ``(B, C_in, h, w) -> (B, C_out, h', w')``.
 
@@ -52,10 +56,12 @@ def conv2d_channels_last(
         x: input ``(B, C_in, h, w)`` in any memory format.
         weight: replaces ``conv.weight`` (e.g. with a BatchNorm folded in); ``None`` for the module's own.
         bias: replaces ``conv.bias`` when ``weight`` is given.
+        padding: replaces ``conv.padding`` (e.g. none across rows for a strip that carries its halo).
     """
-    if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or (weight is None and _has_hooks(conv)):
-        if weight is not None:
-            raise ValueError("a folded weight needs a plain nn.Conv2d with zero padding")
+    plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
+    if not plain or (weight is None and padding is None and _has_hooks(conv)):
+        if weight is not None or padding is not None:
+            raise ValueError("a folded weight or a padding override needs a plain nn.Conv2d with zero padding")
         return conv(x)
     if weight is None:
         weight, bias = conv.weight, conv.bias
@@ -65,7 +71,7 @@ def conv2d_channels_last(
         weight.contiguous(memory_format=channels_last),
         bias,
         conv.stride,
-        conv.padding,
+        conv.padding if padding is None else padding,
         conv.dilation,
         conv.groups,
     )

@@ -1,0 +1,78 @@
+"""The strip-by-strip last stage of a PUP-style head equals upsampling, convolving and classifying the
+whole map, for any strip height, and runs only where it may."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from setr import SETR
+from setr.models._ops import ConvBNReLU
+from setr.models.heads.strips import can_run_in_strips, upsample_conv_classify_in_strips
+
+from .conftest import tiny_kwargs
+from .test_perf_paths import randomise_norms
+
+
+def make_stage(kernel: int, channels: int = 6, classes: int = 5, seed: int = 0):
+    torch.manual_seed(seed)
+    stage = ConvBNReLU(channels, channels, kernel).eval()
+    randomise_norms(stage, seed)
+    return stage, torch.nn.Conv2d(channels, classes, 1)
+
+
+def whole_map(x, scale, stage, classifier):
+    """The reference: every step on the full map, NCHW, BatchNorm as its own pass."""
+    size = (x.shape[-2] * scale, x.shape[-1] * scale)
+    up = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return classifier(F.relu(stage.bn(stage.conv(up))))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+@pytest.mark.parametrize("rows", [1, 2, 5, 1000])
+def test_strips_equal_the_whole_map(scale: int, kernel: int, rows: int) -> None:
+    stage, classifier = make_stage(kernel)
+    x = torch.randn(2, 6, 7, 5).contiguous(memory_format=torch.channels_last)
+    row_bytes = 2 * 6 * 5 * scale * 4  # one row of the upsampled map
+    with torch.no_grad():
+        assert can_run_in_strips(stage, classifier)
+        got = upsample_conv_classify_in_strips(x, scale, stage, classifier, strip_bytes=rows * row_bytes)
+        expected = whole_map(x, scale, stage, classifier)
+    assert got.shape == (2, 5, 7 * scale, 5 * scale)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_strips_are_refused_where_they_would_differ() -> None:
+    stage, classifier = make_stage(3)
+    with torch.no_grad():
+        assert can_run_in_strips(stage, classifier)
+        stage.train()
+        assert not can_run_in_strips(stage, classifier), "batch statistics need the whole map"
+        stage.eval()
+        handle = stage.act.register_forward_hook(lambda *args: None)
+        assert not can_run_in_strips(stage, classifier), "a hook would be skipped"
+        handle.remove()
+        assert not can_run_in_strips(stage, torch.nn.Conv2d(6, 5, 3, padding=1)), "the classifier is 1x1"
+        strided = make_stage(3)[0]
+        strided.conv.stride = (2, 2)
+        assert not can_run_in_strips(strided, classifier)
+    assert not can_run_in_strips(stage, classifier), "autograd on: the plain path keeps the graph simple"
+
+
+def test_pup_head_runs_its_last_stage_in_strips_and_matches_the_plain_path() -> None:
+    """The whole PUP model, strips of a few rows against the unstripped head (under autograd)."""
+    torch.manual_seed(0)
+    model = SETR(**tiny_kwargs("pup")).eval()
+    randomise_norms(model)
+    head = model.decode_head
+    x = torch.randn(1, 3, 64, 96)
+    head.strip_bytes = 3 * 256 * 48 * 4  # strips of 3 rows of the 32 x 48, 256-channel map
+    with torch.no_grad():
+        assert head._last_stage_in_strips()
+        got = model(x)
+    expected = model(x)  # autograd is on: the head runs whole
+    assert not head._last_stage_in_strips()
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-5, atol=1e-5)
