@@ -1,13 +1,15 @@
-"""Where the time of one forward goes (torch.profiler), and the heads' fast path against the plain one.
+"""Where the time of one forward goes (torch.profiler), and our fast paths against the plain ones.
 
     python benchmarks/profile_forward.py --quick
     python benchmarks/profile_forward.py                      # PUP ViT-L at 768x768
     python benchmarks/profile_forward.py --head mla --size 512
 
-Prints the forward's self time by kind of operation and the top operations, then times the decode
-head alone (on the same encoder tokens) in two ways, alternating: ours (channels-last
-convolutions, BatchNorm folded into the convolution in eval mode) and the plain path of
-``_reference.py`` (NCHW, conv, BN and ReLU as three passes, as the official code does).
+Prints the forward's self time by kind of operation and the top operations. Then, alternating
+ours and the plain path on the same input: the encoder with its fused CPU inference blocks
+against timm's blocks as written, and the decode head alone (on the same encoder tokens), ours
+(channels-last convolutions, BatchNorm folded into the convolution, PUP's last stage in row
+strips) against the plain path of ``_reference.py`` (NCHW, conv, BN and ReLU as three passes on
+whole maps, as the official code does).
 """
 
 from __future__ import annotations
@@ -73,6 +75,50 @@ def profile_forward(model, x, device: str) -> None:
                 [[e.key, e.count, fmt_seconds(getattr(e, attr) / 1e6), f"{getattr(e, attr) / total:.1%}"] for e in top]))  # fmt: skip
 
 
+def compare_paths(title: str, paths: dict, device: str, repeats: int) -> None:
+    """Time ``paths`` (name -> callable; the first is ours, the second the plain one) alternating,
+    check they agree, and print a table of median times and peak memory above the inputs."""
+    memory = Memory(device)
+    seconds = {name: [] for name in paths}
+    peaks = {name: 0 for name in paths}
+    with torch.inference_mode():
+        ours_out, plain_out = (fn() for fn in paths.values())  # warm-up, and the two must agree
+        difference = (ours_out - plain_out).abs().max().item()
+        del ours_out, plain_out
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                memory.reset()
+                base = memory.current()
+                seconds[name].append(timed(fn, device)[0])
+                peaks[name] = max(peaks[name], memory.peak() - base)
+    ours, plain = (median(s) for s in seconds.values())
+    ours_peak, plain_peak = peaks.values()
+    print(f"\n## {title}, {repeats} alternating runs\n")
+    print(table(["path", "time (median)", "spread", "peak memory above its inputs"],
+                [[name, fmt_seconds(median(s)), spread(s), fmt_bytes(peaks[name])] for name, s in seconds.items()]))  # fmt: skip
+    print(f"\nplain / ours: time {plain / ours:.2f}x, memory {plain_peak / max(ours_peak, 1):.2f}x; "
+          f"max |ours - plain| = {difference:.2e}")  # fmt: skip
+
+
+def compare_encoder(model, x, device: str, repeats: int) -> None:
+    """The encoder's blocks through ``fused_block_forward`` against timm's ``Block.forward``."""
+    indices = model.config.get("mla_indices") or [model.config["decode_index"]]
+    encoder = model.encoder
+
+    def run(fused: bool):
+        def forward():
+            encoder.fused_inference = fused
+            try:
+                return encoder(x, indices)[0][-1]
+            finally:
+                encoder.fused_inference = True
+
+        return forward
+
+    compare_paths("Encoder alone: fused blocks (ours) vs timm's blocks (plain)",
+                  {"ours": run(True), "plain": run(False)}, device, repeats)  # fmt: skip
+
+
 def compare_heads(model, x, device: str, repeats: int) -> None:
     with torch.inference_mode():
         features, grid = model.forward_features(x)
@@ -89,27 +135,7 @@ def compare_heads(model, x, device: str, repeats: int) -> None:
             "ours": lambda: model.decode_head(model.neck(tokens, grid), out_size),
             "plain": lambda: plain_mla(model.neck, model.decode_head, tokens, grid, out_size),
         }
-    memory = Memory(device)
-    seconds = {name: [] for name in paths}
-    peaks = {name: 0 for name in paths}
-    with torch.inference_mode():
-        outputs = {name: fn() for name, fn in paths.items()}  # warm-up, and the two must agree
-        difference = (outputs["ours"] - outputs["plain"]).abs().max().item()
-        del outputs
-        for _ in range(repeats):
-            for name, fn in paths.items():
-                memory.reset()
-                base = memory.current()
-                seconds[name].append(timed(fn, device)[0])
-                peaks[name] = max(peaks[name], memory.peak() - base)
-    ours, plain = median(seconds["ours"]), median(seconds["plain"])
-    print(
-        f"\n## Decode head alone at {out_size[0]}x{out_size[1]} (neck included for MLA), {repeats} alternating runs\n"
-    )
-    print(table(["path", "time (median)", "spread", "peak memory above its inputs"],
-                [[name, fmt_seconds(median(s)), spread(s), fmt_bytes(peaks[name])] for name, s in seconds.items()]))  # fmt: skip
-    print(f"\nplain / ours: time {plain / ours:.2f}x, memory {peaks['plain'] / max(peaks['ours'], 1):.2f}x; "
-          f"max |ours - plain| = {difference:.2e}")  # fmt: skip
+    compare_paths(f"Decode head alone at {out_size[0]}x{out_size[1]} (neck included for MLA)", paths, device, repeats)
 
 
 def main() -> None:
@@ -120,6 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--head-repeats", type=int, default=3)
+    parser.add_argument("--encoder-repeats", type=int, default=3, help="0 skips the encoder comparison")
     parser.add_argument("--skip-profile", action="store_true")
     args = parser.parse_args()
     if not require_device(args.device):
@@ -135,6 +162,8 @@ def main() -> None:
             for _ in range(args.warmup):
                 model(x)
         profile_forward(model, x, args.device)
+    if args.encoder_repeats:
+        compare_encoder(model, x, args.device, args.encoder_repeats)
     compare_heads(model, x, args.device, args.head_repeats)
 
 

@@ -9,8 +9,7 @@ Each variant runs in a fresh process. Memory: the peak over all steps (process R
 ``max_memory_allocated`` on CUDA), and the forward's own peak above the level at the start of its
 step (the activations kept for the backward, and the forward's transients): what checkpointing
 trades for compute. On CPU that is taken from the first step of the fresh process: the C allocator
-keeps some freed memory after a step and later steps reuse it, so their RSS deltas understate
-(the worker also pins glibc's mmap threshold, so that large freed blocks do go back).
+keeps some freed memory after a step and later steps reuse it, so their RSS deltas understate.
 """
 
 from __future__ import annotations
