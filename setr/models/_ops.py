@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["ConvBNReLU", "conv2d_channels_last", "resize", "tokens_to_map"]
+__all__ = ["ConvBNReLU", "conv2d_channels_last", "has_hooks", "resize", "tokens_to_map"]
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -32,8 +32,10 @@ def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) 
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+def has_hooks(*modules: nn.Module) -> bool:
+    """Whether any of ``modules`` (not their children) has forward or forward-pre hooks: a fast path
+    that skips calling a module would skip them."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def conv2d_channels_last(
@@ -59,7 +61,7 @@ def conv2d_channels_last(
         padding: replaces ``conv.padding`` (e.g. none across rows for a strip that carries its halo).
     """
     plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
-    if not plain or (weight is None and padding is None and _has_hooks(conv)):
+    if not plain or (weight is None and padding is None and has_hooks(conv)):
         if weight is not None or padding is not None:
             raise ValueError("a folded weight or a padding override needs a plain nn.Conv2d with zero padding")
         return conv(x)
@@ -104,8 +106,8 @@ class ConvBNReLU(nn.Sequential):
             and bn.running_var is not None
             and type(self.conv) is nn.Conv2d
             and self.conv.padding_mode == "zeros"
-            and not _has_hooks(self.conv)
-            and not _has_hooks(bn)
+            and not has_hooks(self.conv)
+            and not has_hooks(bn)
         )
 
     def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:

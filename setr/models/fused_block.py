@@ -24,6 +24,8 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
+from ._ops import has_hooks
+
 __all__ = ["MLP_CHUNK_TOKENS", "can_fuse_block", "fused_block_forward"]
 
 MLP_CHUNK_TOKENS = 1024
@@ -37,10 +39,6 @@ def _is_identity(module: nn.Module | None) -> bool:
     return module is None or isinstance(module, nn.Identity)
 
 
-def _has_hooks(block: nn.Module) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in block.modules())
-
-
 def can_fuse_block(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``fused_block_forward(block, x)`` computes exactly ``block(x)``.
 
@@ -51,7 +49,7 @@ def can_fuse_block(block: nn.Module, x: torch.Tensor) -> bool:
         return False
     if torch.is_autocast_enabled("cpu"):
         return False
-    if type(block) is not Block or _has_hooks(block):
+    if type(block) is not Block or has_hooks(*block.modules()):
         return False
     attn, mlp = block.attn, block.mlp
     if type(attn) is not Attention or type(mlp) is not Mlp or not attn.fused_attn:

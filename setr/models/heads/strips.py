@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._ops import ConvBNReLU, conv2d_channels_last, resize
+from .._ops import ConvBNReLU, conv2d_channels_last, has_hooks, resize
 
 __all__ = ["STRIP_BYTES", "can_run_in_strips", "upsample_conv_classify_in_strips"]
 
@@ -35,7 +35,7 @@ def _plain_conv(conv: nn.Module) -> bool:
         and conv.kernel_size[0] == conv.kernel_size[1]
         and conv.kernel_size[0] % 2 == 1
         and conv.padding == (conv.kernel_size[0] // 2,) * 2
-        and not (conv._forward_hooks or conv._forward_pre_hooks)
+        and not has_hooks(conv)
     )
 
 
@@ -47,9 +47,7 @@ def can_run_in_strips(stage: nn.Module, classifier: nn.Module) -> bool:
     """
     if torch.is_grad_enabled() or type(stage) is not ConvBNReLU or not stage._can_fold():
         return False
-    if stage._forward_hooks or stage._forward_pre_hooks or type(stage.act) is not nn.ReLU:
-        return False
-    if stage.act._forward_hooks or stage.act._forward_pre_hooks:
+    if type(stage.act) is not nn.ReLU or has_hooks(stage, stage.act):
         return False
     return _plain_conv(stage.conv) and _plain_conv(classifier) and classifier.kernel_size == (1, 1)
 
