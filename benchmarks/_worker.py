@@ -96,7 +96,10 @@ def run_context(case: dict[str, Any]) -> contextlib.ExitStack:
     """Autocast and SDPA-backend choice for the case."""
     stack = contextlib.ExitStack()
     if case.get("precision") == "bf16-autocast":
-        stack.enter_context(torch.autocast(case["device"], dtype=torch.bfloat16))
+        # With checkpointing, autocast's weight cache would keep a bf16 copy of every weight alive
+        # for the whole forward, which checkpointing cannot drop; without it each use casts again.
+        cache = not case.get("checkpointing")
+        stack.enter_context(torch.autocast(case["device"], dtype=torch.bfloat16, cache_enabled=cache))
     backend = case.get("sdpa_backend")
     if backend:
         from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -382,7 +382,12 @@ def main(argv: list[str] | None = None) -> dict:
     if ctx.distributed:
         net = DistributedDataParallel(net, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
     autocast = torch.autocast(
-        ctx.device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16, enabled=args.amp != "none"
+        ctx.device.type,
+        dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
+        enabled=args.amp != "none",
+        # Autocast's weight cache keeps a low-precision copy of every weight for the whole forward,
+        # which checkpointing cannot drop; with checkpointing each use casts again instead.
+        cache_enabled=not args.grad_checkpointing,
     )
 
     mean, std = model.pretrained_cfg.get("mean", IMAGENET_MEAN), model.pretrained_cfg.get("std", IMAGENET_STD)
