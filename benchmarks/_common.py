@@ -20,8 +20,8 @@ import torch
 import setr
 
 HERE = Path(__file__).resolve().parent
-ZOO_DATASET = {768: "cityscapes", 512: "ade20k"}
-"""The zoo size of each dataset: Cityscapes 768 crops, ADE20K 512 crops."""
+ZOO_DATASET = {768: "cityscapes", 512: "ade20k", 480: "pcontext"}
+"""The zoo size of each dataset: Cityscapes 768 crops, ADE20K 512 crops, Pascal Context 480 crops."""
 QUICK = dict(embed_dim=192, depth=6, num_heads=3)
 """The small model of ``--quick`` runs (ViT-Ti width, 6 blocks)."""
 QUICK_SIZE = 256

@@ -121,7 +121,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(parser)
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
-    parser.add_argument("--sizes", nargs="+", type=int, default=None, help="zoo sizes: 768 (Cityscapes), 512 (ADE20K)")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="zoo sizes: 768 (Cityscapes), 512 (ADE20K), 480 (Pascal Context)",
+    )
     parser.add_argument("--reference", nargs="*", default=None, help="head:size pairs also run with explicit attention")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "bf16-autocast"])
