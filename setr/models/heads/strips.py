@@ -77,9 +77,10 @@ def upsample_conv_classify_in_strips(
     Returns:
         Logits ``(B, num_classes, h * scale, w * scale)``, contiguous NCHW.
     """
-    batch, channels, height, width = x.shape
+    batch, _, height, width = x.shape
     out_height, out_width = height * scale, width * scale
     weight, bias = stage._folded()
+    weight = weight.contiguous(memory_format=torch.channels_last)  # once, not once per strip
     halo = stage.conv.kernel_size[0] // 2
     row_bytes = batch * stage.conv.in_channels * out_width * x.element_size()
     rows_per_strip = max(1, strip_bytes // row_bytes)
