@@ -71,16 +71,16 @@ class UpHead(nn.Module):
             Logits ``(B, num_classes, H, W)``.
         """
         x = tokens_to_map(self.norm(tokens), grid)  # a channels-last view: the convs run NHWC
-        if self._last_stage_in_strips():
-            for conv, scale in zip(self.convs[:-2], self.up_scales[:-2]):
-                x = _conv_then_upsample(conv, scale, x)
+        in_strips = self._last_stage_in_strips()
+        whole_map_stages = len(self.convs) - 2 if in_strips else len(self.convs)
+        for conv, scale in zip(self.convs[:whole_map_stages], self.up_scales[:whole_map_stages]):
+            x = _conv_then_upsample(conv, scale, x)
+        if in_strips:
             x = self.convs[-2](x)
             logits = upsample_conv_classify_in_strips(
                 x, self.up_scales[-2], self.convs[-1], self.classifier, self.strip_bytes
             )
         else:
-            for conv, scale in zip(self.convs, self.up_scales):
-                x = _conv_then_upsample(conv, scale, x)
             # Back to NCHW on the few-channel logits, before the last (largest) resize.
             logits = conv2d_channels_last(self.classifier, x).contiguous()
         return resize(logits, out_size)
