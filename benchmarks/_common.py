@@ -60,9 +60,8 @@ def build_model(spec: dict[str, Any]) -> setr.SETR:
 
 def use_explicit_attention(model: setr.SETR) -> None:
     """Switch every block to the reference attention, ``softmax(q k^T / sqrt(d)) v`` written out
-    (timm's non-fused path, which computes attention the way the official code does), with the
-    blocks run as timm writes them (no fused inference path)."""
-    model.encoder.fused_inference = False
+    (timm's non-fused path, which computes attention the way the official code does); the model is
+    then left plain (``optimize_for_inference`` does not fuse such blocks)."""
     for block in model.encoder.blocks:
         block.attn.fused_attn = False
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from _common import build_model, use_explicit_attention
 
+import setr
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-autocast": torch.bfloat16}
 
 
@@ -122,6 +124,8 @@ def prepare_model(case: dict[str, Any], train: bool) -> torch.nn.Module:
         use_explicit_attention(model)
     if case.get("precision") == "bf16":
         model.to(torch.bfloat16)
+    if not train and case.get("path", "plain") == "optimized":
+        model = setr.optimize_for_inference(model)
     if train:
         model.set_grad_checkpointing(bool(case.get("checkpointing")))
     return model

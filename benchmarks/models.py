@@ -6,6 +6,10 @@ fraction of this machine's matmul rate the forward achieves, and the explicit-at
     python benchmarks/models.py --heads pup --sizes 768 --reference pup:768 --json pup768.json
     python benchmarks/models.py --from-json pup768.json      # print the tables of a saved run again
     python benchmarks/models.py --device cuda --precision bf16 --sdpa-backend flash --compile
+    python benchmarks/models.py --paths plain     # the plain reference model only
+
+Each model runs as ``setr.optimize_for_inference`` makes it and as the plain reference model (same
+weights); the explicit-attention reference runs plain.
 
 Each configuration runs in a fresh process. Inside it, a dense ``n x n`` matmul (fp32, or bf16
 with ``--precision bf16*``) is timed before every forward and after the last, and each forward's
@@ -77,23 +81,29 @@ def size_rows(specs: list[dict], batch: int) -> list[list]:
     return rows
 
 
+def _path(result: dict) -> str:
+    return result["case"].get("path", "plain")
+
+
 def print_results(results: list[dict]) -> None:
-    ours = [r for r in results if r["case"]["attention"] == "sdpa"]
-    if not ours:
+    sdpa = [r for r in results if r["case"]["attention"] == "sdpa"]
+    if not sdpa:
         return
-    first = ours[0]["case"]
+    ours = [r for r in sdpa if _path(r) == "optimized"] or sdpa
+    first = sdpa[0]["case"]
     print(f"\n## Speed and memory ({first['device']}, {first['precision']}, batch {first['batch']}, "
           f"{first['repeats']} runs after {first['warmup']} warm-up)\n")  # fmt: skip
     rows = []
-    for r in ours:
+    for r in sdpa:
         s, spec = summarise(r), r["case"]["model"]
         rows.append([
-            model_name(spec), f"{spec['size']}x{spec['size']}", fmt_seconds(s["latency"]), s["spread"],
+            model_name(spec), f"{spec['size']}x{spec['size']}", _path(r), fmt_seconds(s["latency"]), s["spread"],
             f"{s['throughput']:.3g}", f"{s['rate'] / 1e9:.0f}", f"{s['mm_rate'] / 1e9:.0f}", f"{s['fraction']:.0%}",
             f"{s['cpu_fraction']:.0%}", fmt_bytes(s["peak"]), fmt_bytes(s["activations"]),
         ])  # fmt: skip
-    print(table(["model", "input", "latency (median)", "spread", "img/s", "GFLOP/s", "matmul GFLOP/s",
+    print(table(["model", "input", "path", "latency (median)", "spread", "img/s", "GFLOP/s", "matmul GFLOP/s",
                  "of matmul (wall)", "of matmul (CPU time)", "peak memory", "above loaded model"], rows))  # fmt: skip
+    print_plain_vs_optimized(sdpa)
     pairs = []
     for ref in (r for r in results if r["case"]["attention"] == "explicit"):
         mate = [r for r in ours if r["case"]["model"] == ref["case"]["model"]]
@@ -117,6 +127,25 @@ def print_results(results: list[dict]) -> None:
                  "above model, explicit", "ratio"], rows))  # fmt: skip
 
 
+def print_plain_vs_optimized(sdpa: list[dict]) -> None:
+    """The optimised model (``setr.optimize_for_inference``) against the plain reference, same run."""
+    rows = []
+    for fast in (r for r in sdpa if _path(r) == "optimized"):
+        plain = [r for r in sdpa if _path(r) == "plain" and r["case"]["model"] == fast["case"]["model"]]
+        if not plain:
+            continue
+        f, p, spec = summarise(fast), summarise(plain[0]), fast["case"]["model"]
+        rows.append([
+            model_name(spec), f"{spec['size']}x{spec['size']}", fmt_seconds(p["latency"]), fmt_seconds(f["latency"]),
+            f"{p['latency'] / f['latency']:.2f}x", f"{f['fraction'] / p['fraction']:.2f}x",
+            fmt_bytes(p["peak"]), fmt_bytes(f["peak"]), f"{f['peak'] / p['peak']:.2f}",
+        ])  # fmt: skip
+    if rows:
+        print("\n## Optimised (setr.optimize_for_inference) against the plain model (same weights, same run)\n")
+        print(table(["model", "input", "plain", "optimised", "speed-up", "speed-up (load-normalised)",
+                     "peak plain", "peak optimised", "ratio"], rows))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(parser)
@@ -130,6 +159,10 @@ def main() -> None:
     )
     parser.add_argument("--reference", nargs="*", default=None, help="head:size pairs also run with explicit attention")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--paths", nargs="+", default=["optimized", "plain"], choices=["optimized", "plain"],
+        help="run the model as optimize_for_inference makes it, as the plain reference, or both",
+    )  # fmt: skip
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "bf16-autocast"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (the warm-up compiles)")
     parser.add_argument("--sdpa-backend", choices=["flash", "efficient", "math", "cudnn"], help="force one SDPA kernel")
@@ -157,11 +190,13 @@ def main() -> None:
         return
     results = []
     for spec in specs:
-        attentions = ["sdpa"] + (["explicit"] if f"{spec['head']}:{spec['size']}" in args.reference else [])
-        for attention in attentions:
-            label = f"{model_name(spec)} {spec['size']}x{spec['size']} {attention}"
+        runs = [("sdpa", path) for path in args.paths]
+        if f"{spec['head']}:{spec['size']}" in args.reference:
+            runs.append(("explicit", "plain"))
+        for attention, path in runs:
+            label = f"{model_name(spec)} {spec['size']}x{spec['size']} {attention} {path}"
             case = dict(base_case(args), kind="forward", label=label, model=spec, height=spec["size"],
-                        width=spec["size"], batch=args.batch, attention=attention)  # fmt: skip
+                        width=spec["size"], batch=args.batch, attention=attention, path=path)  # fmt: skip
             result = run_case(case)
             result["flops"] = count_flops(spec, spec["size"], spec["size"], args.batch)
             results.append(result)

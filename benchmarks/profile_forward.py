@@ -4,12 +4,12 @@
     python benchmarks/profile_forward.py                      # PUP ViT-L at 768x768
     python benchmarks/profile_forward.py --head mla --size 512
 
-Prints the forward's self time by kind of operation and the top operations. Then, alternating
-ours and the plain path on the same input: the encoder with its fused CPU inference blocks
-against timm's blocks as written, and the decode head alone (on the same encoder tokens), ours
-(channels-last convolutions, BatchNorm folded into the convolution, PUP's last stage in row
-strips) against the plain path of ``_reference.py`` (NCHW, conv, BN and ReLU as three passes on
-whole maps, as the official code does).
+Prints the optimised forward's self time by kind of operation and the top operations. Then,
+alternating the optimised model (``setr.optimize_for_inference``) and the plain reference model on
+the same input: the encoder (fused blocks against timm's blocks as written), and the decode head
+alone on the same encoder tokens (channels-last convolutions, BatchNorm folded into the
+convolution, PUP's last stage in row strips, against conv, BN and ReLU as three passes on whole
+maps, as the official code does).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from _common import (
     spread,
     table,
 )
-from _reference import plain_mla, plain_up_head
 from _worker import Memory, timed
 from torch.profiler import ProfilerActivity, profile
+
+import setr
 
 KINDS = [
     ("attention", ("scaled_dot_product", "flash_attention", "efficient_attention", "softmax", "bmm", "baddbmm")),
@@ -100,40 +101,31 @@ def compare_paths(title: str, paths: dict, device: str, repeats: int) -> None:
           f"max |ours - plain| = {difference:.2e}")  # fmt: skip
 
 
-def compare_encoder(model, x, device: str, repeats: int) -> None:
-    """The encoder's blocks through ``fused_block_forward`` against timm's ``Block.forward``."""
-    indices = model.config.get("mla_indices") or [model.config["decode_index"]]
-    encoder = model.encoder
-
-    def run(fused: bool):
-        def forward():
-            encoder.fused_inference = fused
-            try:
-                return encoder(x, indices)[0][-1]
-            finally:
-                encoder.fused_inference = True
-
-        return forward
-
-    compare_paths("Encoder alone: fused blocks (ours) vs timm's blocks (plain)",
-                  {"ours": run(True), "plain": run(False)}, device, repeats)  # fmt: skip
+def compare_encoder(fast, plain, x, device: str, repeats: int) -> None:
+    """The optimised encoder (fused blocks) against the plain one (timm's ``Block.forward``)."""
+    indices = plain.config.get("mla_indices") or [plain.config["decode_index"]]
+    paths = {
+        "ours": lambda: fast.encoder(x, indices)[0][-1],
+        "plain": lambda: plain.encoder(x, indices)[0][-1],
+    }
+    compare_paths("Encoder alone: fused blocks (ours) vs timm's blocks (plain)", paths, device, repeats)
 
 
-def compare_heads(model, x, device: str, repeats: int) -> None:
+def compare_heads(fast, plain, x, device: str, repeats: int) -> None:
     with torch.inference_mode():
-        features, grid = model.forward_features(x)
+        features, grid = plain.forward_features(x)
     out_size = (grid[0] * 16, grid[1] * 16)
-    if model.neck is None:
+    if plain.neck is None:
         paths = {
-            "ours": lambda: model.decode_head(features[0], grid, out_size),
-            "plain": lambda: plain_up_head(model.decode_head, features[0], grid, out_size),
+            "ours": lambda: fast.decode_head(features[0], grid, out_size),
+            "plain": lambda: plain.decode_head(features[0], grid, out_size),
         }
     else:
         with torch.inference_mode():
-            tokens, _ = model.encoder(x, model.config["mla_indices"])
+            tokens, _ = plain.encoder(x, plain.config["mla_indices"])
         paths = {
-            "ours": lambda: model.decode_head(model.neck(tokens, grid), out_size),
-            "plain": lambda: plain_mla(model.neck, model.decode_head, tokens, grid, out_size),
+            "ours": lambda: fast.decode_head(fast.neck(tokens, grid), out_size),
+            "plain": lambda: plain.decode_head(plain.neck(tokens, grid), out_size),
         }
     compare_paths(f"Decode head alone at {out_size[0]}x{out_size[1]} (neck included for MLA)", paths, device, repeats)
 
@@ -154,17 +146,18 @@ def main() -> None:
     size = args.size or (QUICK_SIZE if args.quick else 768)
     print_machine(args.device)
     torch.manual_seed(0)
-    model = build_model(model_spec(args.head, size, args.quick)).eval().to(args.device)
+    plain = build_model(model_spec(args.head, size, args.quick)).eval().to(args.device)
+    fast = setr.optimize_for_inference(plain)  # shares the weights
     x = torch.randn(1, 3, size, size, device=args.device)
     print(f"model={args.head} size={size}")
     if not args.skip_profile:
         with torch.inference_mode():
             for _ in range(args.warmup):
-                model(x)
-        profile_forward(model, x, args.device)
+                fast(x)
+        profile_forward(fast, x, args.device)
     if args.encoder_repeats:
-        compare_encoder(model, x, args.device, args.encoder_repeats)
-    compare_heads(model, x, args.device, args.head_repeats)
+        compare_encoder(fast, plain, x, args.device, args.encoder_repeats)
+    compare_heads(fast, plain, x, args.device, args.head_repeats)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import setr
+
+from .convert import ConversionError
+from .data.datasets import DatasetLayoutError, build_dataset
+from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from .distributed import init_distributed
+from .inference import Predictor, evaluate, mask_to_image, overlay, palette_for
+from .metrics import ConfusionMatrix
+from .zoo import convert_checkpoint, zoo_rows
+
 __all__ = ["CliError", "build_parser", "main"]
 
 
@@ -66,8 +80,6 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str | None):
-    import torch
-
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -80,9 +92,6 @@ def _device(name: str | None):
 
 
 def _load_model(args: argparse.Namespace):
-    import setr
-    from setr.convert import ConversionError
-    from setr.hub import PretrainedWeightsUnavailable
 
     overrides = dict(args.override)
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
@@ -95,7 +104,7 @@ def _load_model(args: argparse.Namespace):
         raise CliError(f"--override {overrides}: {error}") from None
     except ConversionError as error:  # its message names the file
         raise CliError(_one_line(error)) from None
-    except PretrainedWeightsUnavailable as error:
+    except setr.PretrainedWeightsUnavailable as error:
         raise CliError(_one_line(error)) from None
     except (ValueError, OSError) as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
@@ -105,7 +114,6 @@ def _load_model(args: argparse.Namespace):
 
 
 def _predictor(args: argparse.Namespace, model, device):
-    from setr.inference import Predictor
 
     overrides = dict(args.protocol)
     for field in ("mode", "crop", "stride"):
@@ -123,14 +131,10 @@ def _one_line(error: BaseException) -> str:
 
 
 def _progress(iterable, **kwargs):
-    from tqdm import tqdm
-
     return tqdm(iterable, dynamic_ncols=True, file=sys.stderr, **kwargs)
 
 
 def _report(message: str) -> None:
-    from tqdm import tqdm
-
     tqdm.write(message, file=sys.stderr)
 
 
@@ -143,7 +147,6 @@ def _add_list(subparsers) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from setr.zoo_table import zoo_rows
 
     rows = [r for r in zoo_rows() if fnmatch.fnmatch(str(r["name"]), args.pattern)]
     if args.json:
@@ -184,7 +187,6 @@ def _add_predict(subparsers) -> None:
 
 def _collect_images(inputs: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """``(image, output stem relative to --out)`` for every input, and the inputs that do not exist."""
-    from setr.data.io import IMAGE_EXTENSIONS
 
     found: list[tuple[Path, Path]] = []
     missing: list[str] = []
@@ -209,10 +211,6 @@ def _collect_images(inputs: Sequence[str]) -> tuple[list[tuple[Path, Path]], lis
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from setr.data.io import ImageReadError, read_image
-    from setr.inference import mask_to_image, overlay, palette_for
 
     images, missing = _collect_images(args.inputs)
     for message in missing:
@@ -222,7 +220,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model = _load_model(args)
     predictor = _predictor(args, model, device)
-    palette = palette_for(model.num_classes, model.pretrained_cfg.get("palette"))
+    palette = palette_for(model.num_classes, model.info.palette)
     out = Path(args.out)
     failed = len(missing)
     for path, stem in _progress(images, desc="predict", unit="img"):
@@ -269,28 +267,8 @@ def _add_eval(subparsers) -> None:
     parser.set_defaults(func=_run_eval)
 
 
-class _SafeSamples:
-    """Dataset items, with a failure returned as ``{"error": message}`` instead of raised."""
-
-    def __init__(self, dataset, indices: Sequence[int]) -> None:
-        self.dataset = dataset
-        self.indices = list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from setr.data.io import ImageReadError
-
-        try:
-            return self.dataset[self.indices[i]]
-        except (ImageReadError, OSError, ValueError) as error:
-            return {"error": _one_line(error)}
-
-
 def _eval_dataset(args: argparse.Namespace, num_classes: int | None = None):
     """The dataset of ``--dataset``; for ``pcontext59`` its labels follow the model (59 or 60 outputs)."""
-    from setr.data.datasets import DatasetLayoutError, build_dataset
 
     name, kwargs = args.dataset, {}
     if name == "pcontext59":
@@ -304,32 +282,13 @@ def _eval_dataset(args: argparse.Namespace, num_classes: int | None = None):
         raise CliError(f"--dataset {args.dataset}: {_one_line(error)}") from None
 
 
-def _distributed() -> tuple[int, int]:
-    """``(rank, world_size)``, joining the torchrun process group when launched by torchrun."""
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _run_eval(args: argparse.Namespace) -> int:
-    import torch
-    from torch.utils.data import DataLoader
 
-    from setr.metrics import ConfusionMatrix
-
-    rank, world = _distributed()
-    if world > 1 and args.device is None and torch.cuda.is_available():
-        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    try:
+        ctx = init_distributed(args.device)
+    except (RuntimeError, ValueError) as error:
+        raise CliError(f"--device {args.device}: {_one_line(error)}") from None
     dataset = _eval_dataset(args)  # layout errors before the (slow) model load
-    device = _device(args.device)
     model = _load_model(args)
     if args.dataset == "pcontext59" and model.num_classes == 59:
         dataset = _eval_dataset(args, 59)
@@ -339,25 +298,14 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"--model {args.model} predicts {model.num_classes} classes but --dataset {args.dataset} has "
             f"{dataset.num_classes}; pick the model trained on this dataset"
         )
-    predictor = _predictor(args, model, device)
+    predictor = _predictor(args, model, ctx.device)
     metric = ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.class_names, exclude_classes=exclude)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    samples = _SafeSamples(dataset, range(rank, count, world))
-    loader = DataLoader(samples, batch_size=None, num_workers=max(args.workers, 0))
-    failed: list[str] = []
-    bar = _progress(loader, desc="eval", unit="img", disable=rank != 0)
-    for sample in bar:
-        if "error" in sample:
-            _report(f"skipped {sample['error']}")
-            failed.append(sample["error"])
-            continue
-        seg = predictor(sample["image"], ms_flip=args.ms_flip)
-        metric.update(seg.mask, sample["mask"])
-        bar.set_postfix(mIoU=f"{100 * metric.compute()['mIoU']:.2f}")
-    metric.all_reduce()
-    if world > 1:
-        failed = _gather_failures(failed)
-    if rank != 0:
+    failed = evaluate(
+        predictor, dataset, metric, ctx=ctx, limit=args.limit, ms_flip=args.ms_flip,
+        workers=args.workers, skip_errors=True, progress=True,
+    )  # fmt: skip
+    if ctx.rank != 0:
         return 1 if failed else 0
     result = metric.compute()
     print(metric.table())
@@ -389,14 +337,6 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _gather_failures(failed: list[str]) -> list[str]:
-    import torch.distributed as dist
-
-    gathered: list[list[str] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, failed)
-    return [message for part in gathered for message in (part or [])]
-
-
 # ----------------------------------------------------------------------------------- convert
 def _add_convert(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -418,8 +358,6 @@ def _add_convert(subparsers) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from setr.convert import ConversionError
-    from setr.hub import convert_checkpoint
 
     if not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
@@ -437,7 +375,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     except OSError as error:
         raise CliError(f"--out {args.out}: {_one_line(error)}") from None
-    loaded = model.pretrained_cfg["loaded_from"]
+    loaded = model.info.loaded_from or {}
     print(
         f"converted {args.checkpoint} ({loaded['format']} format, sha256 {loaded['sha256'][:12]}...) -> {args.out}"
         + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else "")

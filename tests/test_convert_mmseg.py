@@ -45,7 +45,7 @@ def test_logits_equal_mmsegmentation(name, tmp_path):
     tensors, tag, overrides = _fixture(name)
     path = _mmcv_checkpoint(tensors, tmp_path / f"{name}.pth")
     model = setr.create_model(tag, checkpoint_path=path, **overrides).eval()
-    assert model.pretrained_cfg["loaded_from"]["format"] == "mmseg"
+    assert model.info.loaded_from["format"] == "mmseg"
 
     with torch.no_grad():
         logits, aux = model(tensors["input"], return_aux=True)
@@ -159,6 +159,5 @@ def test_cls_token_is_kept_for_naive_and_dropped_with_its_slot_for_mla():
 
 
 def _mmseg_topology(head: str) -> dict:
-    from setr.pretrained import PRETRAINED
 
-    return dict(PRETRAINED[f"setr_{head}_vitl_cityscapes"]["mmseg_80k"].model_overrides)
+    return dict(setr.zoo.ZOO[f"setr_{head}_vitl_cityscapes"].releases["mmseg_80k"].model_overrides)

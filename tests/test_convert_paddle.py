@@ -71,7 +71,7 @@ def test_golden_mla_logits_through_pdparams(tmp_path):
     model = setr.create_model(
         "setr_mla_vitl_cityscapes.paddlevit_80k", checkpoint_path=path, **TINY, **TINY_TAPS["mla"]
     ).eval()
-    assert model.pretrained_cfg["loaded_from"]["format"] == "paddlevit"
+    assert model.info.loaded_from["format"] == "paddlevit"
     assert model.config["class_token"] is False and model.config["aux_indices"] == [0, 1, 2]
     with torch.no_grad():
         logits, aux = model(tensors["input"], return_aux=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from setr.zoo_table import zoo_markdown
+from setr.zoo import zoo_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

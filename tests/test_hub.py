@@ -17,8 +17,7 @@ from safetensors.torch import save_file
 
 import setr
 from setr.convert import ConversionError
-from setr.hub import convert_checkpoint
-from setr.pretrained import HUB_REVISION, hub_repo_id
+from setr.zoo import HUB_REVISION, convert_checkpoint, hub_repo_id
 
 from .conftest import golden_state_dict, load_golden, tiny_kwargs
 
@@ -37,13 +36,13 @@ def test_save_and_load_round_trip(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     config = json.loads((tmp_path / "config.json").read_text())
     assert {k: config[k] for k in model.config} == json.loads(json.dumps(model.config))
-    assert config["pretrained_cfg"]["dataset"] == "ade20k"
+    assert config["info"]["dataset"] == "ade20k"
     card = (tmp_path / "README.md").read_text()
     for expected in ("48.62", "50.09", "ade20k", "sliding window 512/341", "@inproceedings{zheng2021rethinking"):
         assert expected in card
     loaded = setr.from_pretrained(tmp_path)
     assert loaded.config == model.config and not loaded.training
-    assert loaded.pretrained_cfg["class_names"][:2] == ["wall", "building"]
+    assert loaded.info.class_names[:2] == ("wall", "building")
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
@@ -59,7 +58,7 @@ def test_new_class_count_reinitialises_only_the_classifiers(tmp_path):
     for key, value in loaded.state_dict().items():
         if ".classifier." not in key:
             assert torch.equal(value, original[key]), key
-    assert "class_names" not in loaded.pretrained_cfg
+    assert loaded.info.class_names is None
 
 
 def test_broken_folders_are_explained(tmp_path):
@@ -118,7 +117,7 @@ def test_pretrained_zoo_name_loads_through_hf_hub_download_offline(tmp_path):
         import torch, setr
         io = torch.load({str(tmp_path / "io.pt")!r})
         model = setr.create_model("{ZOO}", pretrained=True, **{TINY_PUP!r}).eval()
-        assert model.pretrained_cfg["loaded_from"]["hub"] == "{hub_repo_id(ZOO, TAG)}"
+        assert model.info.loaded_from["hub"] == "{hub_repo_id(ZOO, TAG)}"
         torch.testing.assert_close(model(io["x"]), io["y"], atol=0, rtol=0)
         again = setr.from_pretrained("{hub_repo_id(ZOO, TAG)}", revision="{HUB_REVISION}")
         torch.testing.assert_close(again(io["x"]), io["y"], atol=0, rtol=0)
@@ -187,7 +186,7 @@ def test_safetensors_written_by_save_pretrained_load_as_a_checkpoint(tmp_path):
     model = tiny_zoo_model()
     model.save_pretrained(tmp_path)
     again = setr.create_model(ZOO, checkpoint_path=tmp_path / "model.safetensors", **TINY_PUP)
-    assert again.pretrained_cfg["loaded_from"]["format"] == "setr"
+    assert again.info.loaded_from["format"] == "setr"
     save_file({"junk": torch.zeros(1)}, str(tmp_path / "junk.safetensors"))
     with pytest.raises(ConversionError, match="unrecognised checkpoint layout"):
         setr.create_model(ZOO, checkpoint_path=tmp_path / "junk.safetensors", **TINY_PUP)
@@ -221,7 +220,7 @@ def test_checkpoints_with_their_own_class_count(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # loads as is: nothing re-initialised
         loaded = setr.create_model(ZOO, checkpoint_path=path, num_classes=5, **TINY_PUP)
-    assert "class_names" not in loaded.pretrained_cfg  # ADE20K's 150 names do not describe 5 classes
+    assert loaded.info.class_names is None  # ADE20K's 150 names do not describe 5 classes
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), fine_tuned.eval()(x), atol=0, rtol=0)
@@ -242,8 +241,8 @@ def test_timm_imagenet_weights_initialise_the_encoder_through_create_model(tmp_p
     torch.save(vit.state_dict(), path)
     with pytest.warns(UserWarning, match="initialise the encoder only.*head.weight.*heads are randomly initialised"):
         model = setr.create_model(f"{ZOO}.{TAG}", checkpoint_path=path, **TINY_PUP)
-    assert model.pretrained_cfg["loaded_from"]["format"] == "timm"
-    assert "weights" not in model.pretrained_cfg  # the release's mIoU does not describe these weights
+    assert model.info.loaded_from["format"] == "timm"
+    assert model.info.release is None  # the release's mIoU does not describe these weights
     torch.testing.assert_close(model.encoder.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
     with pytest.warns(UserWarning):
         converted = convert_checkpoint(f"{ZOO}.{TAG}", path, tmp_path / "out", **TINY_PUP)

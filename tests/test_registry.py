@@ -7,7 +7,7 @@ import torch
 
 import setr
 from setr.data.meta import DATASETS
-from setr.pretrained import PRETRAINED
+from setr.zoo import ZOO as ZOO_TABLE
 
 ARCHS = [f"setr_{h}_{b}" for h in ("naive", "pup", "mla") for b in ("vitl", "vitb", "deitb")]
 ZOO = [f"setr_{h}_vitl_{d}" for h in ("naive", "pup", "mla") for d in ("cityscapes", "ade20k", "pcontext")]
@@ -41,19 +41,19 @@ def test_zoo_names_carry_dataset_configuration(name, dataset, crop, classes):
     with torch.device("meta"):
         model = setr.create_model(name, embed_dim=64, depth=24, num_heads=4)
     assert model.config["img_size"] == crop and model.config["num_classes"] == classes
-    info = model.pretrained_cfg
-    assert info["dataset"] == dataset
-    assert len(info["class_names"]) == classes == len(info["palette"])
-    assert info["mean"] == [123.675, 116.28, 103.53] and info["std"] == [58.395, 57.12, 57.375]
-    assert info["protocol"]["crop"] == crop
-    assert info["protocol"]["stride"] == {768: 512, 512: 341, 480: 320}[crop]
+    info = model.info
+    assert info.dataset == dataset
+    assert len(info.class_names) == classes == len(info.palette)
+    assert info.mean == (123.675, 116.28, 103.53) and info.std == (58.395, 57.12, 57.375)
+    assert info.protocol.crop == crop
+    assert info.protocol.stride == {768: 512, 512: 341, 480: 320}[crop]
 
 
 def test_bare_zoo_name_resolves_to_its_default_tag():
     with torch.device("meta"):
         model = setr.create_model("setr_mla_vitl_ade20k", embed_dim=64, num_heads=4)
-    assert model.pretrained_cfg["tag"] == "official_160k_bs8"
-    assert model.pretrained_cfg["protocol"]["ms_ratios"] == (0.5, 0.75, 1.0)  # official ADE MLA ms config
+    assert model.info.tag == "official_160k_bs8"
+    assert model.info.protocol.ms_ratios == (0.5, 0.75, 1.0)  # official ADE MLA ms config
 
 
 def test_tag_applies_its_framework_topology():
@@ -106,8 +106,9 @@ def test_architecture_without_weights_refuses_pretrained():
 
 
 def test_every_pretrained_name_is_a_registered_zoo_model():
-    for name in PRETRAINED:
+    for name, entry in ZOO_TABLE.items():
         assert name in setr.list_models()
+        assert not entry.releases or entry.dataset is not None
     assert set(DATASETS) == {"cityscapes", "ade20k", "pcontext"}
 
 

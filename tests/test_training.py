@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -53,11 +52,14 @@ def _tiny(head: str, **extra) -> setr.SETR:
     return setr.create_model(f"setr_{head}_vitl", img_size=32, num_classes=3, **TINY_MODEL, **taps, **extra)
 
 
-def _load_train_script():
-    spec = importlib.util.spec_from_file_location("setr_train_example", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_train(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+    """``python examples/train.py ARGS`` in a fresh process (one thread), as a user runs it."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+    )
+    assert result.returncode == expect, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 # ----------------------------------------------------------------------------------- optimiser
@@ -210,18 +212,13 @@ def test_checkpoint_is_atomic_and_restores_rng(tmp_path):
 
 # ------------------------------------------------------------------------------ reference loop
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    train = _load_train_script()
-    threads = torch.get_num_threads()
-    try:
-        train.main([*TINY_RUN, "--out", str(tmp_path / "straight")])
-        # killed after iteration 3, then resumed from the checkpoint of iteration 2 (and with a
-        # data-loading worker this time: the data stream does not depend on the workers)
-        train.main([*TINY_RUN, "--out", str(tmp_path / "broken"), "--stop-at", "3"])
-        assert load_training_checkpoint(tmp_path / "broken" / "last.pt")["iteration"] == 2
-        assert not (tmp_path / "broken" / "final").exists()
-        train.main([*TINY_RUN, "--out", str(tmp_path / "broken"), "--resume", "auto", "--workers", "1"])
-    finally:
-        torch.set_num_threads(threads)
+    run_train(*TINY_RUN, "--out", str(tmp_path / "straight"))
+    # killed after iteration 3, then resumed from the checkpoint of iteration 2 (and with a
+    # data-loading worker this time: the data stream does not depend on the workers)
+    run_train(*TINY_RUN, "--out", str(tmp_path / "broken"), "--stop-at", "3")
+    assert load_training_checkpoint(tmp_path / "broken" / "last.pt")["iteration"] == 2
+    assert not (tmp_path / "broken" / "final").exists()
+    run_train(*TINY_RUN, "--out", str(tmp_path / "broken"), "--resume", "auto", "--workers", "1")
     straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     resumed = load_file(tmp_path / "broken" / "final" / "model.safetensors")
     assert straight.keys() == resumed.keys()
@@ -255,40 +252,37 @@ def test_two_process_torchrun_ranks_agree(tmp_path):
     # the digest is of the weights that were saved
     saved = load_file(out / "final" / "model.safetensors")
     model = setr.SETR(
-        **{k: v for k, v in json.loads((out / "final" / "config.json").read_text()).items() if k != "pretrained_cfg"}
+        **{k: v for k, v in json.loads((out / "final" / "config.json").read_text()).items() if k != "info"}
     )
     model.load_state_dict(saved)
     ctx = setr.training.DistributedContext()
-    assert _load_train_script().rank_digests(model, ctx) == [digests[0]]
+    assert setr.training.rank_digests(model, ctx) == [digests[0]]
 
 
 def test_initialisation_flags(tmp_path):
     """--init-encoder loads timm ViT weights into the encoder; --checkpoint fine-tunes trained weights on new classes."""
     import timm
 
-    train = _load_train_script()
     vit = timm.models.VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=7)
     torch.save(vit.state_dict(), tmp_path / "vit.pth")
-    args = train.parse_args([*TINY_RUN, "--init-encoder", str(tmp_path / "vit.pth")])
-    recipe = train.resolve_recipe(args)
-    info = dict(class_names=["a", "b", "c"], palette=[(0, 0, 0)] * 3, protocol=None)
-    model = train.build_model(args, recipe, info, setr.training.DistributedContext())
-    assert torch.equal(model.encoder.patch_embed.proj.weight, vit.patch_embed.proj.weight)
-    assert torch.equal(model.encoder.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+    result = run_train(
+        *TINY_RUN, "--iters", "1", "--init-encoder", str(tmp_path / "vit.pth"), "--out", str(tmp_path / "vit")
+    )
+    assert "pos_embed" in result.stdout and "head.weight" in result.stdout  # the encoder load report
+    loaded = load_file(tmp_path / "vit" / "final" / "model.safetensors")
+    # one SGD step at the first iteration's lr moves the weights a little from the ImageNet ones
+    moved = (loaded["encoder.blocks.1.mlp.fc2.weight"] - vit.blocks[1].mlp.fc2.weight.detach()).abs().max()
+    assert moved < 0.05 < vit.blocks[1].mlp.fc2.weight.abs().max()
 
-    threads = torch.get_num_threads()
-    try:
-        train.main([*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "first")])
-        with pytest.warns(UserWarning, match="re-initialising the classifiers for 3 classes"):
-            train.main([*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "tuned"), "--synthetic-classes", "3",
-                        "--checkpoint", str(tmp_path / "first" / "final")])  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    run_train(*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "first"))
+    result = run_train(*TINY_RUN, "--iters", "2", "--out", str(tmp_path / "tuned"), "--synthetic-classes", "3",
+                       "--checkpoint", str(tmp_path / "first" / "final"))  # fmt: skip
+    assert "re-initialising the classifiers for 3 classes" in result.stderr
     first = load_file(tmp_path / "first" / "final" / "model.safetensors")
     tuned = load_file(tmp_path / "tuned" / "final" / "model.safetensors")
     assert first["decode_head.classifier.weight"].shape[0] == 5 and tuned["decode_head.classifier.weight"].shape[0] == 3
     config = json.loads((tmp_path / "tuned" / "final" / "config.json").read_text())
-    assert config["num_classes"] == 3 and config["pretrained_cfg"]["class_names"] == ["background", "stripes", "checks"]
+    assert config["num_classes"] == 3 and config["info"]["class_names"] == ["background", "stripes", "checks"]
 
 
 def test_trains_on_a_folder_dataset(tmp_path):
@@ -305,18 +299,14 @@ def test_trains_on_a_folder_dataset(tmp_path):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / "images" / split / f"{index}.png")
         Image.fromarray(label.to(torch.uint8).numpy()).save(root / "masks" / split / f"{index}.png")
     (root / "classes.txt").write_text("background\nstripes\nchecks\n")
-    train = _load_train_script()
     kwargs = json.dumps(dict(TINY_MODEL, decode_index=1, aux_indices=[0, 1]))
-    threads = torch.get_num_threads()
-    try:
-        with pytest.raises(SystemExit, match="--lr --iters"):
-            train.main(["--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl"])
-        result = train.main([
-            "--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl", "--model-kwargs", kwargs,
-            "--lr", "0.01", "--iters", "2", "--batch-size", "2", "--crop", "32", "--scale", "56", "40",
-            "--workers", "0", "--threads", "1", "--num-predictions", "2", "--out", str(tmp_path / "run"),
-        ])  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    refused = run_train("--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl", expect=1)
+    assert "--lr --iters" in refused.stderr
+    run_train(
+        "--dataset", "folder", "--data-root", str(root), "--model", "setr_naive_vitl", "--model-kwargs", kwargs,
+        "--lr", "0.01", "--iters", "2", "--batch-size", "2", "--crop", "32", "--scale", "56", "40",
+        "--workers", "0", "--threads", "1", "--num-predictions", "2", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= result["mIoU"] <= 1.0
     assert len(list((tmp_path / "run" / "predictions").glob("*_pred.png"))) == 2

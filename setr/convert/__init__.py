@@ -1,11 +1,12 @@
 """Converters from every SETR release format into ``setr.SETR`` state dicts, strict throughout."""
 
 from ._common import ConversionError
-from .io import read_checkpoint
+from .io import read_checkpoint, write_safetensors
 from .load import FORMATS, convert_state_dict, detect_format, load_checkpoint
 from .mmseg import convert_mmseg
 from .official import convert_official
-from .paddle import convert_paddlevit, read_pdparams
+from .paddle import convert_paddlevit
+from .pdparams import read_pdparams
 from .timm import load_timm_encoder
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "load_timm_encoder",
     "read_checkpoint",
     "read_pdparams",
+    "write_safetensors",
 ]

@@ -9,32 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from ._common import ConversionError
+from ._numpy import numpy_data_globals
+from .pdparams import read_pdparams
 
-__all__ = ["numpy_data_globals", "read_checkpoint", "unwrap_state_dict"]
-
-
-def numpy_data_globals() -> dict[tuple[str, str], Any]:
-    """``(module, name) -> object`` for the numpy callables that rebuild arrays, scalars and dtypes.
-
-    They only turn bytes into numbers. Pickles name them ``numpy.core.multiarray`` (numpy 1) or
-    ``numpy._core.multiarray`` (numpy 2); both names are listed.
-    """
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    for kind in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.float16, np.float32, np.float64):
-        dtype_class = type(np.dtype(kind))
-        allowed[(dtype_class.__module__, dtype_class.__qualname__)] = dtype_class
-    return allowed
+__all__ = ["read_checkpoint", "unwrap_state_dict", "write_safetensors"]
 
 
 def _torch_safe_globals() -> list[Any]:
@@ -102,15 +85,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
             raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
     if path.suffix == ".pdparams":
-        from .paddle import read_pdparams
-
         return read_pdparams(path)
     return unwrap_state_dict(_torch_load(path), path)
+
+
+def write_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write tensors to a ``.safetensors`` file atomically: a temporary file in the same folder,
+    flushed to disk, then renamed over ``path``, so an interrupted write leaves any old file whole.
+
+    Tensors are detached, made contiguous and copied to the CPU first; the metadata always says
+    ``format: pt``.
+    """
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -76,18 +76,44 @@ def convert_state_dict(
     return converted
 
 
-def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, fmt: str | None = None) -> str:
-    """Load the checkpoint at ``path`` into ``model`` strictly; returns the detected format.
+def load_checkpoint(
+    model: torch.nn.Module,
+    source: str | os.PathLike | Mapping[str, torch.Tensor],
+    fmt: str | None = None,
+) -> str:
+    """The one strict loader: read -> detect the format -> convert -> check -> load.
+
+    Every path that puts weights into a model goes through here (``create_model``,
+    ``from_pretrained``, ``setr convert``, training resume), so they all refuse the same things
+    with the same messages.
+
+    Args:
+        model: the model to fill; its ``config`` decides the key mapping.
+        source: a checkpoint file (any supported format) or an already-read state dict.
+        fmt: the layout, when known (``setr``, ``official``, ``mmseg``, ``paddlevit``); detected
+            from the key names otherwise.
+
+    Returns:
+        The format that was loaded.
 
     Raises:
         FileNotFoundError: no such file.
-        ConversionError: unreadable or unsafe file, unknown layout, or weights that do not fit.
+        ConversionError: unreadable or unsafe file, unknown layout, or weights that do not fit
+            (the message names the file, and ``checkpoint_classes`` is set when only the class
+            count differs).
     """
-    state_dict = read_checkpoint(path)
+    is_file = isinstance(source, str | os.PathLike)
+    state_dict = read_checkpoint(source) if is_file else source
+    what = f"{source}: " if is_file else ""
     try:
         fmt = fmt or detect_format(state_dict)
         converted = convert_state_dict(state_dict, model, fmt)
     except ConversionError as error:
-        raise ConversionError(f"{path}: {error}") from None
+        if not what:
+            raise
+        wrapped = ConversionError(f"{what}{error}")
+        if hasattr(error, "checkpoint_classes"):
+            wrapped.checkpoint_classes = error.checkpoint_classes
+        raise wrapped from None
     model.load_state_dict(converted, strict=True)
     return fmt

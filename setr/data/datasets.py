@@ -29,6 +29,7 @@ __all__ = [
     "PascalContext",
     "SegmentationDataset",
     "build_dataset",
+    "sample_pair",
 ]
 
 
@@ -363,3 +364,12 @@ def build_dataset(name: str, root: str | os.PathLike, split: str | None = None, 
     if split is not None:
         kwargs["split"] = split
     return DATASET_READERS[name](root, **kwargs)
+
+
+def sample_pair(sample: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image, label)`` of a sample given as a pair or as a ``{"image", "mask"}`` dict (the
+    :mod:`setr.data.datasets` readers)."""
+    if isinstance(sample, dict):
+        return sample["image"], sample["mask"]
+    image, label = sample
+    return image, label

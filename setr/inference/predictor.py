@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from ..fast import optimize_for_inference
+from ..models import ModelInfo
 from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
 from .resize import multi_scale_sizes, resize_image, single_scale_size
 from .sliding import slide_inference, whole_inference
@@ -35,6 +37,12 @@ class Segmentation:
     probs: torch.Tensor | None = None
 
 
+def _info(model: nn.Module) -> ModelInfo:
+    """``model.info`` of a SETR; the defaults for any other segmentor."""
+    info = getattr(model, "info", None)
+    return info if isinstance(info, ModelInfo) else ModelInfo()
+
+
 def _as_protocol(value: EvalProtocol | dict[str, Any]) -> EvalProtocol:
     if isinstance(value, EvalProtocol):
         return value
@@ -54,7 +62,7 @@ def resolve_protocol(
     ratio) and no test resize.
 
     Args:
-        model: the segmentor; ``model.pretrained_cfg["protocol"]`` is used when present.
+        model: the segmentor; its ``info.protocol`` (:class:`setr.ModelInfo`) is used when set.
         protocol: an :class:`setr.EvalProtocol` or a dict of its fields.
         **overrides: :class:`setr.EvalProtocol` fields (``mode``, ``crop``, ``stride``,
             ``test_scale``, ``short_side``, ``ms_ratios``); ``None`` is a value (e.g.
@@ -65,9 +73,9 @@ def resolve_protocol(
         ValueError: an invalid value.
     """
     if protocol is None:
-        protocol = (getattr(model, "pretrained_cfg", None) or {}).get("protocol")
+        protocol = _info(model).protocol
     if protocol is None:
-        crop = int(getattr(model, "config", {}).get("img_size", 512))
+        crop = int(getattr(model, "config", {}).get("img_size", 512))  # any segmentor may come here
         protocol = EvalProtocol(mode="slide", crop=crop, stride=crop * 2 // 3, test_scale=None)
     protocol = _as_protocol(protocol)
     unknown = set(overrides) - set(_PROTOCOL_FIELDS)
@@ -111,6 +119,7 @@ class Predictor:
         batch_size: int = 4,
         device: str | torch.device | None = None,
         flip: bool = True,
+        optimize: bool | None = None,
         **overrides: Any,
     ) -> None:
         """
@@ -120,6 +129,9 @@ class Predictor:
             batch_size: windows (slide) or images (whole) per forward pass.
             device: move the model there; default: where the model already is.
             flip: include horizontal flips in multi-scale testing.
+            optimize: run the network through :func:`setr.optimize_for_inference` (same function,
+                same weights, shared with ``model``). Default: on the CPU only, where it was
+                measured to help; the plain model elsewhere.
             **overrides: protocol fields, e.g. ``mode="whole"``, ``crop=512, stride=341``.
         """
         if batch_size < 1:
@@ -132,9 +144,13 @@ class Predictor:
             parameter = next(model.parameters(), None)
             self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.protocol = resolve_protocol(model, protocol, **overrides)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
-        self.std = tuple(cfg.get("std", IMAGENET_STD))
+        info = _info(model)
+        self.mean = tuple(info.mean) if info.mean else IMAGENET_MEAN
+        self.std = tuple(info.std) if info.std else IMAGENET_STD
+        if optimize is None:
+            optimize = self.device.type == "cpu"
+        self.network_model = optimize_for_inference(self.model) if optimize else self.model
+        """The module the windows run through: ``model`` itself or its optimised twin."""
         self.batch_size = batch_size
         self.flip = flip
 
@@ -144,8 +160,8 @@ class Predictor:
     def network(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode: ``(B, C, H, W)``."""
         if self.protocol.mode == "whole":
-            return whole_inference(self.model, images, self.batch_size)
-        return slide_inference(self.model, images, self.protocol.crop, self.protocol.stride, self.batch_size)
+            return whole_inference(self.network_model, images, self.batch_size)
+        return slide_inference(self.network_model, images, self.protocol.crop, self.protocol.stride, self.batch_size)
 
     def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
@@ -233,6 +249,7 @@ def predict(
     batch_size: int = 4,
     device: str | torch.device | None = None,
     protocol: EvalProtocol | dict[str, Any] | None = None,
+    optimize: bool | None = None,
     **overrides: Any,
 ) -> Segmentation | list[Segmentation]:
     """One-call inference: ``Predictor(model, protocol, batch_size=..., device=..., **overrides)(images, ...)``.
@@ -241,5 +258,5 @@ def predict(
         >>> seg = setr.inference.predict(model, "street.png", mode="slide", ms_flip=True)
         >>> seg.mask.shape                                   # (H, W), class indices
     """
-    predictor = Predictor(model, protocol, batch_size=batch_size, device=device, **overrides)
+    predictor = Predictor(model, protocol, batch_size=batch_size, device=device, optimize=optimize, **overrides)
     return predictor(images, ms_flip=ms_flip, return_probs=return_probs)

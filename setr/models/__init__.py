@@ -1,11 +1,12 @@
-"""SETR modules: encoder, heads and segmentor."""
+"""The SETR network as the official code computes it: encoder, heads, segmentor (torch and timm only)."""
 
 from .encoder import ViTEncoder
 from .heads import MLAAuxHead, MLAHead, MLANeck, NaiveHead, PUPAuxHead, PUPHead, UpHead
+from .info import ModelInfo, Release
 from .patch_embed import PatchEmbed
-from .segmentor import SETR
+from .segmentor import HEAD_TYPES, SETR, default_taps
 
 __all__ = [
-    "MLAAuxHead", "MLAHead", "MLANeck", "NaiveHead", "PUPAuxHead", "PUPHead", "PatchEmbed", "SETR",
-    "UpHead", "ViTEncoder",
+    "HEAD_TYPES", "MLAAuxHead", "MLAHead", "MLANeck", "ModelInfo", "NaiveHead", "PUPAuxHead", "PUPHead",
+    "PatchEmbed", "Release", "SETR", "UpHead", "ViTEncoder", "default_taps",
 ]  # fmt: skip

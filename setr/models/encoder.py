@@ -11,7 +11,6 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .fused_block import can_fuse_block, fused_block_forward
 from .patch_embed import PatchEmbed
 
 __all__ = ["ViTEncoder"]
@@ -30,9 +29,7 @@ class ViTEncoder(nn.Module):
 
     ``(B, C, H, W) -> [(B, h*w, D)] * len(indices)``, with ``h, w = ceil(H/16), ceil(W/16)``.
 
-    Inference on CPU runs each block through ``fused_block_forward`` (the same arithmetic with the
-    residual adds folded into the GEMMs and the MLP in cache-sized chunks of tokens); set
-    ``fused_inference = False`` to call the timm blocks as they are.
+    The blocks run as timm wrote them; ``setr.optimize_for_inference`` swaps in fused versions.
     """
 
     def __init__(
@@ -74,7 +71,6 @@ class ViTEncoder(nn.Module):
         self.depth = depth
         self.num_prefix_tokens = 1 if class_token else 0
         self.grad_checkpointing = False
-        self.fused_inference = True
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = img_size // patch_size
@@ -163,10 +159,8 @@ class ViTEncoder(nn.Module):
         wanted = set(indices)
         collected: dict[int, torch.Tensor] = {}
         for i, block in enumerate(self.blocks[: max(indices) + 1]):
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing:
                 tokens = checkpoint(block, tokens, use_reentrant=False)
-            elif self.fused_inference and can_fuse_block(block, tokens):
-                tokens = fused_block_forward(block, tokens)
             else:
                 tokens = block(tokens)
             if i in wanted:

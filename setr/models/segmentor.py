@@ -8,25 +8,35 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..hub import SETRHubMixin
 from .encoder import ViTEncoder
 from .heads import MLAAuxHead, MLAHead, MLANeck, UpHead
+from .hub_mixin import SETRHubMixin
+from .info import ModelInfo
 
-__all__ = ["HEAD_TYPES", "SETR"]
+__all__ = ["HEAD_TYPES", "SETR", "default_taps"]
 
 HEAD_TYPES = ("naive", "pup", "mla")
 
-# Encoder taps of the official ViT-L (24 blocks) configs; other depths scale them as floor(i * depth / 24).
-_VITL_DECODE_INDEX = 23
-_VITL_AUX_INDICES = {"naive": (9, 14, 19), "pup": (9, 14, 19, 23)}
-_VITL_MLA_INDICES = (5, 11, 17, 23)
+# The encoder taps of the official configs: ViT-L (24 blocks) and ViT-B/DeiT-B (12 blocks).
+# "aux" are the Naive/PUP auxiliary heads' blocks, "mla" the four blocks the MLA neck reads.
+_OFFICIAL_TAPS: dict[int, dict[str, tuple[int, ...]]] = {
+    24: {"naive": (9, 14, 19), "pup": (9, 14, 19, 23), "mla": (5, 11, 17, 23)},
+    12: {"naive": (2, 5, 8), "pup": (4, 7, 9, 11), "mla": (2, 5, 8, 11)},
+}
 # Official head topology: (kernel, up_scales) of the decode head and of the auxiliary heads.
 _OFFICIAL_DECODE = {"naive": (1, (1,)), "pup": (3, (2, 2, 2, 1))}
 _OFFICIAL_AUX = {"naive": (1, (1,)), "pup": (3, (4,))}
 
 
-def _scaled(indices: tuple[int, ...], depth: int) -> list[int]:
-    return [i * depth // 24 for i in indices]
+def default_taps(head: str, depth: int) -> list[int]:
+    """The official encoder taps of ``head`` for an encoder of ``depth`` blocks.
+
+    Naive/PUP: the auxiliary heads' blocks; MLA: the neck's four blocks. Depths 24 (ViT-L) and 12
+    (ViT-B, DeiT-B) have official configs; other depths scale ViT-L's as ``floor(i * depth / 24)``.
+    """
+    if depth in _OFFICIAL_TAPS:
+        return list(_OFFICIAL_TAPS[depth][head])
+    return [i * depth // 24 for i in _OFFICIAL_TAPS[24][head]]
 
 
 class SETR(nn.Module, SETRHubMixin):
@@ -34,6 +44,9 @@ class SETR(nn.Module, SETRHubMixin):
 
     The constructor arguments are the whole configuration: flat, JSON-able, and stored resolved
     (no ``None``) in ``model.config``, so ``SETR(**model.config)`` rebuilds the same network.
+
+    ``model.info`` (:class:`setr.ModelInfo`) holds what is not architecture: class names, palette,
+    normalisation, test protocol, the release and where the weights came from.
 
     Hub methods: ``save_pretrained(dir)``, ``SETR.from_pretrained(repo_id_or_dir)``,
     ``push_to_hub(repo_id)`` (``config.json`` + ``model.safetensors`` + model card).
@@ -93,11 +106,11 @@ class SETR(nn.Module, SETRHubMixin):
             decode_index: encoder block (0-based) read by the Naive/PUP decode head.
                 Default ``depth - 1``.
             aux_indices: what each auxiliary head reads: encoder blocks for Naive/PUP, neck levels
-                for MLA; one head per entry, ``[]`` for none. Default: the official choice for
-                ViT-L, ``(9, 14, 19)`` Naive, ``(9, 14, 19, 23)`` PUP, scaled to ``depth``;
-                ``(0, 1, 2, 3)`` MLA.
-            mla_indices: the 4 encoder blocks the MLA neck reads. Default ``(5, 11, 17, 23)``
-                scaled to ``depth``.
+                for MLA; one head per entry, ``[]`` for none. Default: the official choice
+                (:func:`default_taps`): ViT-L ``(9, 14, 19)`` Naive, ``(9, 14, 19, 23)`` PUP;
+                ViT-B ``(2, 5, 8)`` and ``(4, 7, 9, 11)``; ``(0, 1, 2, 3)`` MLA.
+            mla_indices: the 4 encoder blocks the MLA neck reads. Default: ViT-L
+                ``(5, 11, 17, 23)``, ViT-B ``(2, 5, 8, 11)`` (:func:`default_taps`).
             head_channels: width of the Naive/PUP conv stages.
             head_conv_bias: bias in the Naive/PUP stage convolutions (official: yes; mmseg: no).
             decode_kernel_size: conv kernel of the decode head (official: Naive 1, PUP 3).
@@ -138,7 +151,7 @@ class SETR(nn.Module, SETRHubMixin):
         if class_token is None:
             class_token = not is_mla
         if is_mla:
-            mla_indices = list(mla_indices) if mla_indices is not None else _scaled(_VITL_MLA_INDICES, depth)
+            mla_indices = list(mla_indices) if mla_indices is not None else default_taps(head, depth)
             if len(mla_indices) != 4:
                 raise ValueError(f"mla_indices needs 4 encoder blocks, got {mla_indices}")
             aux_indices = list(aux_indices) if aux_indices is not None else [0, 1, 2, 3]
@@ -148,7 +161,7 @@ class SETR(nn.Module, SETRHubMixin):
         else:
             decode_index = depth - 1 if decode_index is None else int(decode_index)
             if aux_indices is None:
-                aux_indices = _scaled(_VITL_AUX_INDICES[head], depth)
+                aux_indices = default_taps(head, depth)
             aux_indices = [int(i) for i in aux_indices]
             official_kernel, official_scales = _OFFICIAL_DECODE[head]
             decode_kernel_size = official_kernel if decode_kernel_size is None else decode_kernel_size
@@ -181,6 +194,8 @@ class SETR(nn.Module, SETRHubMixin):
         )  # fmt: skip
         self.head_type = head
         self.num_classes = num_classes
+        self.info = ModelInfo()
+        """Classes, normalisation, test protocol and provenance (filled in by the zoo and by loading)."""
 
         self.encoder = ViTEncoder(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
@@ -278,7 +293,12 @@ class SETR(nn.Module, SETRHubMixin):
         return names
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace every classifier (decode and auxiliary) with a freshly initialised one."""
+        """Replace every classifier (decode and auxiliary) with a freshly initialised one.
+
+        With a new class count, ``info`` forgets the class names, palette and release numbers.
+        """
+        if num_classes != self.num_classes:
+            self.info = self.info.without_classes()
         for prefix in self.classifier_names():
             owner = self.get_submodule(prefix.rsplit(".", 1)[0])
             old: nn.Conv2d = owner.classifier

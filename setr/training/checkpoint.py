@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -12,12 +11,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert import ConversionError, load_checkpoint
+
 __all__ = [
     "capture_rng_state",
     "load_training_checkpoint",
+    "restore_training_state",
+    "training_state",
     "restore_rng_state",
     "save_pretrained_weights",
     "save_training_checkpoint",
+    "seed_everything",
     "unwrap_model",
 ]
 
@@ -31,6 +35,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (CPU and CUDA) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -115,20 +126,58 @@ def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.
 
 
 def save_pretrained_weights(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Save the final weights in the ``save_pretrained`` layout: ``config.json`` + ``model.safetensors``.
-
-    Uses ``model.save_pretrained`` when the model has it; otherwise writes the two files itself
-    (``config.json`` holds ``model.config``, so ``setr.SETR(**config)`` rebuilds the network).
-    """
+    """Save the final weights in the ``save_pretrained`` layout (``config.json`` + ``model.safetensors``
+    + model card), through ``model.save_pretrained``."""
     model = unwrap_model(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(directory)
-        return directory
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(model.config, indent=2) + "\n")
+    model.save_pretrained(directory)
     return directory
+
+
+def training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    iteration: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The training checkpoint's content: everything :func:`restore_training_state` needs to continue
+    a run exactly (weights, their config, optimiser, schedule, loss scaler, random generators)."""
+    model = unwrap_model(model)
+    return {
+        "model": model.state_dict(), "model_config": getattr(model, "config", None),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+        "iteration": iteration, "rng": capture_rng_state(), "args": dict(extra or {}),
+    }  # fmt: skip
+
+
+def restore_training_state(
+    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
+) -> int:
+    """Load a training checkpoint into the objects (the weights strictly, through the one loader);
+    returns the iterations already done.
+
+    Raises:
+        FileNotFoundError, RuntimeError: see :func:`load_training_checkpoint`.
+        ValueError: the checkpoint was made for a model with another configuration.
+    """
+    state = load_training_checkpoint(path)
+    model = unwrap_model(model)
+    saved_config = state.get("model_config")
+    if saved_config is not None and saved_config != getattr(model, "config", saved_config):
+        changed = sorted(k for k in saved_config if saved_config.get(k) != model.config.get(k))
+        raise ValueError(
+            f"{path} was made for another model (differs in {', '.join(changed) or 'its keys'}); "
+            "resume with the same model options as the run that wrote it"
+        )
+    try:
+        load_checkpoint(model, state["model"], "setr")
+    except ConversionError as error:
+        raise ValueError(f"{path}: {error}") from None
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    return int(state["iteration"])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from ..data.datasets import sample_pair
 from ..data.transforms import apply_transform
 
 __all__ = ["AugmentedDataset", "TrainSampler", "sample_pair"]
@@ -62,15 +63,6 @@ class TrainSampler(Sampler):
                 seed = int(np.random.SeedSequence([self.seed, epoch, position]).generate_state(1)[0])
                 yield indices[k], seed
             epoch, offset = epoch + 1, 0
-
-
-def sample_pair(sample: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(image, label)`` of a sample given as a pair or as a ``{"image", "mask"}`` dict (the
-    :mod:`setr.data.datasets` readers)."""
-    if isinstance(sample, dict):
-        return sample["image"], sample["mask"]
-    image, label = sample
-    return image, label
 
 
 class AugmentedDataset(Dataset):

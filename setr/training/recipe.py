@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .._registry import get_pretrained_cfg
-from ..models.factory import DATASET_MODELS
+from ..data.meta import DATASETS
+from ..zoo.registry import lookup
+from ..zoo.table import ZOO
 
-__all__ = ["Recipe", "get_recipe"]
+__all__ = ["Recipe", "get_recipe", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -53,34 +54,49 @@ class Recipe:
         return self.eval_interval or max(self.iters // 10, 1)
 
 
-# Base lr per (head, dataset), and each dataset's crop and train-time scale (long, short).
-_BASE_LR = {
-    ("naive", "cityscapes"): 0.01, ("pup", "cityscapes"): 0.01, ("mla", "cityscapes"): 0.002,
-    ("naive", "ade20k"): 0.01, ("pup", "ade20k"): 0.001, ("mla", "ade20k"): 0.001,
-    ("naive", "pcontext"): 0.01, ("pup", "pcontext"): 0.001, ("mla", "pcontext"): 0.001,
-}  # fmt: skip
-_DATA = {"cityscapes": (768, (2049, 1025)), "ade20k": (512, (2048, 512)), "pcontext": (480, (520, 520))}
-
-
 def get_recipe(name: str) -> Recipe:
     """The official recipe of a zoo model, e.g. ``"setr_pup_vitl_cityscapes"`` or ``"...ade20k.official_160k"``.
 
-    The iterations and batch come from the released checkpoint's row of the zoo (the default tag
-    unless one is named), the base lr, crop and scale from the official config of that head and
-    dataset.
+    Every fact comes from the zoo table: iterations and batch from the released checkpoint's row
+    (the default tag unless one is named), the base lr from the zoo entry, the crop and the
+    random-resize scale from the dataset's protocol (the official configs train and test at the
+    same ``img_scale``).
 
     Raises:
         KeyError: ``name`` is not a dataset zoo name.
     """
     base = name.split(".", 1)[0]
-    if base not in DATASET_MODELS:
+    dataset_models = sorted(n for n, e in ZOO.items() if e.dataset is not None)
+    if base not in dataset_models:
         raise KeyError(
-            f"{name!r} has no official recipe; use a dataset zoo name ({', '.join(sorted(DATASET_MODELS))}) "
+            f"{name!r} has no official recipe; use a dataset zoo name ({', '.join(dataset_models)}) "
             "or give the hyper-parameters yourself"
         )
-    arch, dataset = DATASET_MODELS[base]
-    head = arch.split("_")[1]
-    crop, scale = _DATA[dataset]
-    resolved = get_pretrained_cfg(name)
-    iters, batch = (resolved[2].iters, resolved[2].batch_size) if resolved else (80_000, 8)
-    return Recipe(lr=_BASE_LR[head, dataset], iters=iters, batch_size=batch, crop=crop, scale=scale)
+    entry, _, release = lookup(name)
+    protocol = DATASETS[entry.dataset].protocol
+    iters, batch = (release.iters, release.batch_size) if release else (80_000, 8)
+    return Recipe(lr=entry.base_lr, iters=iters, batch_size=batch, crop=protocol.crop, scale=protocol.test_scale)
+
+
+def resolve(base: Recipe | str | None, **changes: object) -> Recipe:
+    """A recipe with ``changes`` applied: ``base`` itself, or the official recipe of the zoo name ``base``.
+
+    A name without an official recipe (or ``None``) needs the changes to give at least ``lr``,
+    ``iters``, ``batch_size``, ``crop`` and ``scale``.
+
+    Raises:
+        ValueError: a name without an official recipe and some of those missing (the message names
+            them as command-line flags).
+    """
+    changes = {k: (tuple(v) if k == "scale" else v) for k, v in changes.items() if v is not None}
+    if isinstance(base, Recipe):
+        return replace(base, **changes)
+    try:
+        return replace(get_recipe(base or ""), **changes)
+    except KeyError:
+        pass
+    required = ("lr", "iters", "batch_size", "crop", "scale")
+    missing = [f"--{k.replace('_', '-')}" for k in required if k not in changes]
+    if missing:
+        raise ValueError(f"--model {base} has no official recipe: give {' '.join(missing)}")
+    return Recipe(**changes)

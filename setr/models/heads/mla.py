@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._ops import ConvBNReLU, conv2d_channels_last, resize, tokens_to_map
+from .._ops import ConvBNReLU, resize, tokens_to_map
 
 __all__ = ["MLAAuxHead", "MLAHead", "MLANeck"]
 
@@ -75,8 +75,7 @@ class MLAHead(nn.Module):
             resize(branch(x), (4 * h, 4 * w), align_corners=self.align_corners)
             for branch, x in zip(self.branches, levels)
         ]
-        logits = conv2d_channels_last(self.classifier, torch.cat(upsampled, dim=1))
-        return resize(logits.contiguous(), out_size)
+        return resize(self.classifier(torch.cat(upsampled, dim=1)), out_size)
 
 
 class MLAAuxHead(nn.Module):
@@ -90,4 +89,4 @@ class MLAAuxHead(nn.Module):
         self.classifier = nn.Conv2d(in_channels, num_classes, 1, bias=bias)
 
     def forward(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-        return resize(conv2d_channels_last(self.classifier, x).contiguous(), out_size)
+        return resize(self.classifier(x), out_size)

@@ -7,15 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._ops import ConvBNReLU, conv2d_channels_last, resize, tokens_to_map
-from .strips import STRIP_BYTES, can_run_in_strips, upsample_conv_classify_in_strips
+from .._ops import ConvBNReLU, resize, tokens_to_map
 
 __all__ = ["NaiveHead", "PUPAuxHead", "PUPHead", "UpHead"]
-
-
-def _conv_then_upsample(conv: nn.Module, scale: int, x: torch.Tensor) -> torch.Tensor:
-    x = conv(x)
-    return resize(x, (x.shape[-2] * scale, x.shape[-1] * scale)) if scale != 1 else x
 
 
 class UpHead(nn.Module):
@@ -57,8 +51,6 @@ class UpHead(nn.Module):
             ConvBNReLU(widths[i], widths[i + 1], kernel_size, bias=conv_bias) for i in range(len(self.up_scales))
         )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.strip_bytes = STRIP_BYTES
-        """Bytes of upsampled map per strip when the last stage runs in strips (inference only)."""
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int]) -> torch.Tensor:
         """
@@ -70,31 +62,12 @@ class UpHead(nn.Module):
         Returns:
             Logits ``(B, num_classes, H, W)``.
         """
-        x = tokens_to_map(self.norm(tokens), grid)  # a channels-last view: the convs run NHWC
-        in_strips = self._last_stage_in_strips()
-        whole_map_stages = len(self.convs) - 2 if in_strips else len(self.convs)
-        for conv, scale in zip(self.convs[:whole_map_stages], self.up_scales[:whole_map_stages]):
-            x = _conv_then_upsample(conv, scale, x)
-        if in_strips:
-            x = self.convs[-2](x)
-            logits = upsample_conv_classify_in_strips(
-                x, self.up_scales[-2], self.convs[-1], self.classifier, self.strip_bytes
-            )
-        else:
-            # Back to NCHW on the few-channel logits, before the last (largest) resize.
-            logits = conv2d_channels_last(self.classifier, x).contiguous()
-        return resize(logits, out_size)
-
-    def _last_stage_in_strips(self) -> bool:
-        """Whether the last ``upsample -> conv stage -> classifier`` runs strip by strip (PUP in
-        inference: its two largest maps then never exist whole; see ``strips.py``)."""
-        scales = self.up_scales
-        return (
-            len(scales) >= 2
-            and scales[-1] == 1
-            and scales[-2] > 1
-            and can_run_in_strips(self.convs[-1], self.classifier)
-        )
+        x = tokens_to_map(self.norm(tokens), grid)  # (B, D, h, w)
+        for conv, scale in zip(self.convs, self.up_scales):
+            x = conv(x)
+            if scale != 1:
+                x = resize(x, (x.shape[-2] * scale, x.shape[-1] * scale))
+        return resize(self.classifier(x), out_size)
 
 
 class NaiveHead(UpHead):

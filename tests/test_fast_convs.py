@@ -1,24 +1,13 @@
-"""The heads' fast paths (channels-last convolutions, BatchNorm folded in eval) equal the plain ones."""
+"""The fast convolutions (channels-last, BatchNorm folded in eval) equal the plain ``conv -> BN -> ReLU``."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from setr import SETR
+from setr.fast import ClassifierConv2d, FoldedConvBNReLU, can_fold
 from setr.models._ops import ConvBNReLU, tokens_to_map
-
-from .conftest import HEADS, tiny_kwargs
-
-_spec = importlib.util.spec_from_file_location(
-    "setr_bench_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "_reference.py"
-)
-reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference)
 
 
 def randomise_norms(module: torch.nn.Module, seed: int = 0) -> None:
@@ -37,10 +26,17 @@ def plain(block: ConvBNReLU, x: torch.Tensor) -> torch.Tensor:
     return F.relu(block.bn(block.conv(x.contiguous())))
 
 
+def folded(*args, **kwargs) -> ConvBNReLU:
+    block = ConvBNReLU(*args, **kwargs)
+    assert can_fold(block)
+    block.__class__ = FoldedConvBNReLU
+    return block
+
+
 @pytest.mark.parametrize("kernel", [1, 3])
 @pytest.mark.parametrize("bias", [True, False])
 def test_eval_folds_batchnorm_exactly(kernel, bias):
-    block = ConvBNReLU(8, 16, kernel, bias=bias).eval()
+    block = folded(8, 16, kernel, bias=bias).eval()
     randomise_norms(block)
     x = torch.randn(2, 8, 12, 10)
     with torch.no_grad():
@@ -51,7 +47,7 @@ def test_eval_folds_batchnorm_exactly(kernel, bias):
 
 
 def test_eval_fold_passes_gradients_like_the_plain_path():
-    block = ConvBNReLU(4, 6, 3).eval()
+    block = folded(4, 6, 3).eval()
     randomise_norms(block)
     x = torch.randn(1, 4, 9, 9, requires_grad=True)
     grads = []
@@ -65,7 +61,7 @@ def test_eval_fold_passes_gradients_like_the_plain_path():
 
 
 def test_training_mode_matches_plain_path_and_updates_statistics():
-    fast = ConvBNReLU(4, 6, 3).train()
+    fast = folded(4, 6, 3).train()
     slow = ConvBNReLU(4, 6, 3).train()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 4, 7, 7)
@@ -78,14 +74,39 @@ def test_training_mode_matches_plain_path_and_updates_statistics():
     torch.testing.assert_close(fast.conv.weight.grad, slow.conv.weight.grad, atol=1e-4, rtol=1e-4)
 
 
-def test_hooks_on_children_still_fire():
-    block = ConvBNReLU(4, 6, 3).eval()
-    seen = []
-    block.conv.register_forward_hook(lambda m, i, o: seen.append("conv"))
-    block.bn.register_forward_hook(lambda m, i, o: seen.append("bn"))
+def test_blocks_with_hooks_or_other_parts_are_not_folded():
+    block = ConvBNReLU(4, 6, 3)
+    assert can_fold(block)
+    handle = block.bn.register_forward_hook(lambda m, i, o: None)
+    assert not can_fold(block), "the hook on the BatchNorm would be skipped"
+    handle.remove()
+    block.bn = torch.nn.BatchNorm2d(6, track_running_stats=False)
+    assert not can_fold(block), "no running statistics to fold"
+    block = ConvBNReLU(4, 6, 3)
+    block.act = torch.nn.GELU()
+    assert not can_fold(block)
+
+
+def test_folding_follows_loaded_weights():
+    """The fold is computed from the current parameters, so new weights are picked up."""
+    block = folded(4, 6, 3).eval()
+    x = torch.randn(1, 4, 6, 6)
+    other = ConvBNReLU(4, 6, 3).eval()
+    randomise_norms(other, seed=3)
+    block.load_state_dict(other.state_dict())
     with torch.no_grad():
-        block(torch.randn(1, 4, 5, 5))
-    assert seen == ["conv", "bn"]
+        torch.testing.assert_close(block(x), plain(other, x), atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_conv_returns_nchw_logits_of_the_same_convolution():
+    conv = torch.nn.Conv2d(8, 3, 3, padding=1)
+    fast = ClassifierConv2d(8, 3, 3, padding=1)
+    fast.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = fast(x)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, conv(x), atol=1e-5, rtol=1e-5)
 
 
 def test_tokens_to_map_is_a_channels_last_view():
@@ -94,20 +115,3 @@ def test_tokens_to_map_is_a_channels_last_view():
     assert fmap.data_ptr() == tokens.data_ptr()
     assert fmap.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fmap, tokens.transpose(1, 2).reshape(2, 8, 6, 5).contiguous())
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_decode_heads_equal_the_plain_nchw_path(head):
-    model = SETR(**tiny_kwargs(head)).eval()
-    randomise_norms(model)
-    x = torch.randn(2, 3, 48, 80)
-    with torch.no_grad():
-        logits = model(x)
-        if head == "mla":
-            tokens, grid = model.encoder(x, model.config["mla_indices"])
-            expected = reference.plain_mla(model.neck, model.decode_head, tokens, grid, (48, 80))
-        else:
-            features, grid = model.forward_features(x)
-            expected = reference.plain_up_head(model.decode_head, features[0], grid, (48, 80))
-    assert logits.is_contiguous()  # NCHW logits, whatever the heads ran in
-    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .data.meta import DATASETS
-from .models.factory import DATASET_MODELS
-from .pretrained import PRETRAINED, hub_repo_id
+from ..data.meta import DATASETS
+from .table import ZOO, hub_repo_id
 
 __all__ = ["zoo_markdown", "zoo_rows"]
 
@@ -12,16 +11,16 @@ __all__ = ["zoo_markdown", "zoo_rows"]
 def zoo_rows() -> list[dict[str, object]]:
     """One dict per released checkpoint: name, dataset, head, crop, classes, source, mIoU, ..."""
     rows = []
-    for name, tags in PRETRAINED.items():
-        arch, dataset = DATASET_MODELS[name]
-        for position, (tag, cfg) in enumerate(tags.items()):
+    for name, entry in ZOO.items():
+        dataset = entry.dataset
+        for position, (tag, cfg) in enumerate(entry.releases.items()):
             rows.append(
                 dict(
                     name=f"{name}.{tag}",
                     default=position == 0,
                     dataset=dataset,
-                    head=arch.split("_")[1],
-                    backbone=arch.split("_")[2],
+                    head=entry.head,
+                    backbone=entry.backbone,
                     crop=DATASETS[dataset].protocol.crop,
                     classes=DATASETS[dataset].num_classes,
                     source=cfg.source,

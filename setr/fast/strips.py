@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._ops import ConvBNReLU, conv2d_channels_last, has_hooks, resize
+from ..models._ops import resize
+from ._hooks import has_hooks
+from .convs import can_fold, conv2d_channels_last, fold_conv_bn
 
 __all__ = ["STRIP_BYTES", "can_run_in_strips", "upsample_conv_classify_in_strips"]
 
@@ -27,7 +29,7 @@ STRIP_BYTES = 16 * 2**20
 
 def _plain_conv(conv: nn.Module) -> bool:
     return (
-        type(conv) is nn.Conv2d
+        isinstance(conv, nn.Conv2d)
         and conv.padding_mode == "zeros"
         and conv.stride == (1, 1)
         and conv.dilation == (1, 1)
@@ -40,14 +42,12 @@ def _plain_conv(conv: nn.Module) -> bool:
 
 
 def can_run_in_strips(stage: nn.Module, classifier: nn.Module) -> bool:
-    """Whether ``upsample_conv_classify_in_strips`` computes exactly what the modules would.
+    """Whether ``upsample_conv_classify_in_strips`` computes exactly what the modules would in eval mode.
 
-    Needs inference (no autograd), a ``ConvBNReLU`` whose BatchNorm folds (eval mode, no hooks) with
-    a plain ReLU, an odd square 'same' convolution, and a plain 1x1 classifier.
+    Needs a ``ConvBNReLU`` whose BatchNorm folds (see :func:`can_fold`), with an odd square 'same'
+    convolution, and a plain 1x1 classifier; no hooks.
     """
-    if torch.is_grad_enabled() or type(stage) is not ConvBNReLU or not stage._can_fold():
-        return False
-    if type(stage.act) is not nn.ReLU or has_hooks(stage, stage.act):
+    if not can_fold(stage):
         return False
     return _plain_conv(stage.conv) and _plain_conv(classifier) and classifier.kernel_size == (1, 1)
 
@@ -60,7 +60,7 @@ def _source_row(row: int, scale: int) -> int:
 def upsample_conv_classify_in_strips(
     x: torch.Tensor,
     scale: int,
-    stage: ConvBNReLU,
+    stage: nn.Module,
     classifier: nn.Conv2d,
     strip_bytes: int = STRIP_BYTES,
 ) -> torch.Tensor:
@@ -70,7 +70,7 @@ def upsample_conv_classify_in_strips(
     Args:
         x: feature map ``(B, C, h, w)``, any memory format.
         scale: integer upsampling factor (bilinear, ``align_corners=False``).
-        stage: the ``ConvBNReLU`` after the upsampling (eval mode: its BatchNorm is folded in).
+        stage: the ``ConvBNReLU`` after the upsampling (its BatchNorm is folded in: eval mode).
         classifier: the 1x1 classifier convolution.
         strip_bytes: about how many bytes of the upsampled map one strip holds.
 
@@ -79,7 +79,7 @@ def upsample_conv_classify_in_strips(
     """
     batch, _, height, width = x.shape
     out_height, out_width = height * scale, width * scale
-    weight, bias = stage._folded()
+    weight, bias = fold_conv_bn(stage.conv, stage.bn)
     weight = weight.contiguous(memory_format=torch.channels_last)  # once, not once per strip
     halo = stage.conv.kernel_size[0] // 2
     row_bytes = batch * stage.conv.in_channels * out_width * x.element_size()

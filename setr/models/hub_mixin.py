@@ -1,38 +1,32 @@
-"""Hugging Face Hub I/O: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` and zoo downloads.
+"""Hugging Face Hub methods of :class:`setr.SETR`: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
 
 Built on ``huggingface_hub.PyTorchModelHubMixin``: a saved model is a folder (or Hub repository)
-with ``config.json`` (the constructor arguments plus ``pretrained_cfg``), ``model.safetensors`` and
-a model card ``README.md``. Loading is strict.
+with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.ModelInfo`),
+``model.safetensors`` and a model card ``README.md``. Loading goes through the one strict loader,
+:func:`setr.convert.load_checkpoint`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-if TYPE_CHECKING:
-    from .models.segmentor import SETR
+from ..convert import load_checkpoint, read_checkpoint, write_safetensors
+from .info import ModelInfo
 
-__all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
-    "PretrainedWeightsUnavailable",
-    "SETRHubMixin",
-    "convert_checkpoint",
-    "from_pretrained",
-    "load_pretrained_weights",
-]
+__all__ = ["CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "first_line", "reinit_classifiers"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+INFO_KEY = "info"
+_OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
+HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
+"""What a failed Hub download raises."""
 
 MODEL_CARD = """---
 {{ card_data }}
@@ -85,10 +79,6 @@ MIT-licensed, mmsegmentation and PaddleViT are Apache-2.0.
 """
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
-    """The weights of a zoo name could not be obtained from the Hub; the message says what to do."""
-
-
 class SETRHubMixin(
     PyTorchModelHubMixin,
     library_name="setr-pytorch",
@@ -101,10 +91,11 @@ class SETRHubMixin(
     """Hub methods for :class:`setr.SETR` (``save_pretrained``, ``from_pretrained``, ``push_to_hub``)."""
 
     config: dict[str, Any]
-    pretrained_cfg: dict[str, Any]
+    info: ModelInfo
+    num_classes: int
 
     def _hub_config(self) -> dict[str, Any]:
-        return {**self.config, "pretrained_cfg": _jsonable(getattr(self, "pretrained_cfg", {}))}
+        return {**self.config, INFO_KEY: self.info.to_dict()}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``save_directory``.
@@ -120,10 +111,7 @@ class SETRHubMixin(
         return super().push_to_hub(repo_id, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(save_directory / WEIGHTS_FILE), metadata={"format": "pt", "library": "setr-pytorch"})
+        write_safetensors(self.state_dict(), save_directory / WEIGHTS_FILE, metadata={"library": "setr-pytorch"})
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         return super().generate_model_card(*args, **{**_card_fields(self), **kwargs})
@@ -155,11 +143,11 @@ class SETRHubMixin(
             raise FileNotFoundError(f"{source} has no {CONFIG_FILE}: not a folder written by save_pretrained")
         try:
             return super().from_pretrained(source, **kwargs)
-        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        except HUB_ERRORS as error:
             if isinstance(error, FileNotFoundError) and str(error).startswith(source):
                 raise
             raise FileNotFoundError(
-                f"could not load {source!r} (revision {kwargs.get('revision') or 'main'}): {_first_line(error)}. "
+                f"could not load {source!r} (revision {kwargs.get('revision') or 'main'}): {first_line(error)}. "
                 f"A setr repository holds {CONFIG_FILE} and {WEIGHTS_FILE}; check the id and revision, "
                 "or that you are online (HF_HUB_OFFLINE=1 only reads the local cache)."
             ) from error
@@ -200,162 +188,70 @@ class SETRHubMixin(
         saved_classes = config.get("num_classes")
         wanted_classes = model_kwargs.pop("num_classes", saved_classes)
         model = cls(**model_kwargs, num_classes=saved_classes)
-        model.pretrained_cfg = dict(config.get("pretrained_cfg") or {})
-        load_safetensors_strict(model, weights, map_location, strict)
+        model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY)))
+        if strict:
+            load_checkpoint(model, weights, "setr")
+        else:
+            model.load_state_dict(read_checkpoint(weights), strict=False)
+        model.to(map_location)
         if wanted_classes != saved_classes:
             reinit_classifiers(model, wanted_classes, model_id)
         return model.eval()
 
 
-def reinit_classifiers(model: SETR, num_classes: int, source: str) -> None:
-    """Re-initialise every classifier for ``num_classes``, warn, and forget what no longer applies
-    (class names, palette, the release's reported mIoU)."""
+def reinit_classifiers(model: SETRHubMixin, num_classes: int, source: str) -> None:
+    """Re-initialise every classifier for ``num_classes`` and warn (the encoder and the rest of the
+    heads are kept; ``model.info`` forgets the class names, palette and release numbers)."""
     warnings.warn(
         f"{source}: the weights have {model.num_classes} classes; re-initialising the classifiers for "
         f"{num_classes} classes (the encoder and the rest of the heads are kept)",
         stacklevel=3,
     )
     model.reset_classifier(num_classes)
-    for key in ("class_names", "palette", "weights"):
-        model.pretrained_cfg.pop(key, None)
 
 
-def load_safetensors_strict(
-    model: torch.nn.Module, path: str | os.PathLike, map_location: str = "cpu", strict: bool = True
-) -> None:
-    """Load ``path`` (our own key names) into ``model``; mismatches raise ``ConversionError`` naming them."""
-    from .convert import convert_state_dict
-    from .convert.io import read_checkpoint
-
-    state = read_checkpoint(Path(path))
-    if strict:
-        state = convert_state_dict(state, model, "setr")
-    model.load_state_dict(state, strict=strict)
-    model.to(map_location)
-
-
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=list))
-
-
-def _card_fields(model: Any) -> dict[str, Any]:
-    cfg = model.config
-    info = getattr(model, "pretrained_cfg", {}) or {}
-    weights = info.get("weights") or {}
-    name, tag = info.get("name"), info.get("tag")
-    zoo_name = f"{name}.{tag}" if name and tag else (name or "setr_pup_vitl")
-    classes = info.get("class_names")
-    protocol = info.get("protocol")
-    loaded = info.get("loaded_from") or {}
+def _card_fields(model: SETRHubMixin) -> dict[str, Any]:
+    """The model card's fields, from ``model.config`` and ``model.info``."""
+    cfg, info = model.config, model.info
+    release, protocol, loaded = info.release, info.protocol, info.loaded_from or {}
+    zoo_name = info.full_name or info.architecture or "setr_pup_vitl"
+    checkpoint = Path(str(loaded.get("checkpoint", "?"))).name
     return dict(
         title=zoo_name,
         zoo_name=zoo_name,
-        repo_or_dir=info.get("hub_repo", "<owner>/<repo>"),
+        repo_or_dir=info.hub_repo or "<owner>/<repo>",
         head={"naive": "Naive", "pup": "PUP", "mla": "MLA"}[cfg["head"]],
         embed_dim=cfg["embed_dim"],
         depth=cfg["depth"],
         num_heads=cfg["num_heads"],
         img_size=cfg["img_size"],
         num_classes=cfg["num_classes"],
-        dataset=info.get("dataset") or "a custom dataset",
-        source=weights.get("source", "unknown"),
+        dataset=info.dataset or "a custom dataset",
+        source=release.source if release else "unknown",
         weights_line=(
-            f"{weights['source']} release, {weights['iters'] // 1000}k iterations, batch {weights['batch_size']}; "
-            f"original: {weights['original']}"
-            if weights
+            f"{release.source} release, {release.iters // 1000}k iterations, batch {release.batch_size}; "
+            f"original: {release.original}"
+            if release
             else "trained or converted by the user"
         ),
-        miou_line=(
-            f"{weights.get('miou')} / {weights.get('miou_ms') or '–'} (as reported by the source)" if weights else "–"
-        ),
+        miou_line=f"{release.miou} / {release.miou_ms or '–'} (as reported by the source)" if release else "–",
         protocol_line=(
-            f"sliding window {protocol['crop']}/{protocol['stride']}, ms+flip ratios {list(protocol['ms_ratios'])}"
+            f"sliding window {protocol.crop}/{protocol.stride}, ms+flip ratios {list(protocol.ms_ratios)}"
             if protocol
             else "whole image"
         ),
-        mean=info.get("mean"),
-        std=info.get("std"),
+        mean=list(info.mean),
+        std=list(info.std),
         conversion_line=(
-            f"converted by setr from the {loaded.get('format')} checkpoint {Path(str(loaded.get('checkpoint', '?'))).name} "
+            f"converted by setr from the {loaded.get('format')} checkpoint {checkpoint} "
             f"(sha256 {loaded.get('sha256', '?')})"
-            if loaded
+            if "format" in loaded
             else "native setr weights"
         ),
-        classes_line=", ".join(classes) if classes else f"{cfg['num_classes']} classes",
+        classes_line=", ".join(info.class_names) if info.class_names else f"{cfg['num_classes']} classes",
     )
-
-
-def load_pretrained_weights(model: SETR, name: str, tag: str) -> None:
-    """Download ``name.tag``'s safetensors from the Hub (pinned revision, cached) and load strictly.
-
-    Raises:
-        PretrainedWeightsUnavailable: the file cannot be had (offline, not published); the message
-            says where the original checkpoint is and the command that converts it locally.
-    """
-    from .pretrained import HUB_REVISION, PRETRAINED, hub_repo_id
-
-    repo_id = hub_repo_id(name, tag)
-    try:
-        path = hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILE, revision=HUB_REVISION)
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
-        original = PRETRAINED[name][tag].original
-        raise PretrainedWeightsUnavailable(
-            f"the weights of {name}.{tag} could not be downloaded from the Hugging Face Hub "
-            f"({repo_id}, revision {HUB_REVISION}): {_first_line(error)}.\n"
-            f"Download the original checkpoint from {original} and convert it locally:\n"
-            f"    setr convert --model {name}.{tag} --checkpoint <downloaded file> --out {name}.{tag}\n"
-            f"then load it with setr.from_pretrained('{name}.{tag}') or "
-            f"setr.create_model('{name}.{tag}', checkpoint_path=<downloaded file>)."
-        ) from error
-    load_safetensors_strict(model, path)
-    model.pretrained_cfg["hub_repo"] = repo_id
-    model.pretrained_cfg["loaded_from"] = {"hub": repo_id, "revision": HUB_REVISION}
-
-
-def from_pretrained(repo_id_or_dir: str | os.PathLike, **kwargs: Any) -> SETR:
-    """``setr.SETR.from_pretrained``: load a folder or Hub repository written by ``save_pretrained``."""
-    from .models.segmentor import SETR
-
-    return SETR.from_pretrained(repo_id_or_dir, **kwargs)
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def convert_checkpoint(
-    model_name: str,
-    checkpoint: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    push_to_hub: str | None = None,
-    **overrides: Any,
-) -> SETR:
-    """Convert any supported checkpoint of ``model_name`` into a ``save_pretrained`` folder.
-
-    Args:
-        model_name: zoo name (``name`` or ``name.tag``) describing the checkpoint's network.
-        checkpoint: official, mmsegmentation, PaddleViT or setr checkpoint file.
-        out_dir: destination folder (``config.json``, ``model.safetensors``, ``README.md``).
-        push_to_hub: also upload the folder to this Hub repository.
-        **overrides: constructor overrides (for checkpoints of non-standard sizes).
-    """
-    from .factory import create_model
-
-    model = create_model(model_name, checkpoint_path=checkpoint, **overrides)
-    loaded = model.pretrained_cfg["loaded_from"]
-    loaded["sha256"] = sha256_of(loaded["checkpoint"])  # the file read (a folder's model.safetensors)
-    if push_to_hub:
-        model.pretrained_cfg["hub_repo"] = push_to_hub
-    model.save_pretrained(out_dir)
-    if push_to_hub:
-        model.push_to_hub(push_to_hub)
-    return model

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from setr import SETR
+from setr import SETR, optimize_for_inference
+from setr.fast import FastUpHead, can_run_in_strips, upsample_conv_classify_in_strips
 from setr.models._ops import ConvBNReLU
-from setr.models.heads.strips import can_run_in_strips, upsample_conv_classify_in_strips
 
 from .conftest import tiny_kwargs
-from .test_perf_paths import randomise_norms
+from .test_fast_convs import randomise_norms
 
 
 def make_stage(kernel: int, channels: int = 6, classes: int = 5, seed: int = 0):
@@ -36,8 +36,8 @@ def test_strips_equal_the_whole_map(scale: int, kernel: int, rows: int) -> None:
     stage, classifier = make_stage(kernel)
     x = torch.randn(2, 6, 7, 5).contiguous(memory_format=torch.channels_last)
     row_bytes = 2 * 6 * 5 * scale * 4  # one row of the upsampled map
+    assert can_run_in_strips(stage, classifier)
     with torch.no_grad():
-        assert can_run_in_strips(stage, classifier)
         got = upsample_conv_classify_in_strips(x, scale, stage, classifier, strip_bytes=rows * row_bytes)
         expected = whole_map(x, scale, stage, classifier)
     assert got.shape == (2, 5, 7 * scale, 5 * scale)
@@ -47,32 +47,30 @@ def test_strips_equal_the_whole_map(scale: int, kernel: int, rows: int) -> None:
 
 def test_strips_are_refused_where_they_would_differ() -> None:
     stage, classifier = make_stage(3)
-    with torch.no_grad():
-        assert can_run_in_strips(stage, classifier)
-        stage.train()
-        assert not can_run_in_strips(stage, classifier), "batch statistics need the whole map"
-        stage.eval()
-        handle = stage.act.register_forward_hook(lambda *args: None)
-        assert not can_run_in_strips(stage, classifier), "a hook would be skipped"
-        handle.remove()
-        assert not can_run_in_strips(stage, torch.nn.Conv2d(6, 5, 3, padding=1)), "the classifier is 1x1"
-        strided = make_stage(3)[0]
-        strided.conv.stride = (2, 2)
-        assert not can_run_in_strips(strided, classifier)
-    assert not can_run_in_strips(stage, classifier), "autograd on: the plain path keeps the graph simple"
+    assert can_run_in_strips(stage, classifier)
+    handle = stage.act.register_forward_hook(lambda *args: None)
+    assert not can_run_in_strips(stage, classifier), "a hook would be skipped"
+    handle.remove()
+    assert not can_run_in_strips(stage, torch.nn.Conv2d(6, 5, 3, padding=1)), "the classifier is 1x1"
+    strided = make_stage(3)[0]
+    strided.conv.stride = (2, 2)
+    assert not can_run_in_strips(strided, classifier)
 
 
 def test_pup_head_runs_its_last_stage_in_strips_and_matches_the_plain_path() -> None:
-    """The whole PUP model, strips of a few rows against the unstripped head (under autograd)."""
+    """The whole PUP model, strips of a few rows against the plain model; under autograd and in
+    training mode the optimised head runs whole (batch statistics need the whole map)."""
     torch.manual_seed(0)
     model = SETR(**tiny_kwargs("pup")).eval()
     randomise_norms(model)
-    head = model.decode_head
-    x = torch.randn(1, 3, 64, 96)
+    fast = optimize_for_inference(model)
+    head = fast.decode_head
+    assert type(head) is FastUpHead and head.strips
+    assert not any(aux.strips for aux in fast.aux_heads)  # one x4 stage: nothing to strip
     head.strip_bytes = 3 * 256 * 48 * 4  # strips of 3 rows of the 32 x 48, 256-channel map
+    x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        assert head._last_stage_in_strips()
-        got = model(x)
-    expected = model(x)  # autograd is on: the head runs whole
-    assert not head._last_stage_in_strips()
-    torch.testing.assert_close(got, expected.detach(), rtol=1e-5, atol=1e-5)
+        expected = model(x)
+        got = fast(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)  # autograd on: whole map

@@ -9,14 +9,16 @@ the kernel zeroes) page by page. This path computes the same block with:
 - the MLP run over chunks of tokens, so its hidden map (``chunk x 4D``) stays in cache, GELU runs
   in place on it, and no ``N x 4D`` map is ever allocated.
 
-It applies only where it computes exactly what the block would: inference (no autograd, eval mode),
-no autocast, a plain timm ``Block`` with the standard attention and MLP and no hooks anywhere in it.
-Anything else runs the block as usual.
+:func:`setr.optimize_for_inference` turns every plain timm ``Block`` (standard attention and MLP, no
+hooks anywhere in it) into a :class:`FusedBlock`: the same module with the same parameters, whose
+forward takes this path in inference (eval mode, no autograd, no autocast) and is timm's own
+otherwise.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +26,9 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
-from ._ops import has_hooks
+from ._hooks import has_hooks
 
-__all__ = ["MLP_CHUNK_TOKENS", "can_fuse_block", "fused_block_forward"]
+__all__ = ["MLP_CHUNK_TOKENS", "FusedBlock", "can_fuse_block", "fused_block_forward"]
 
 MLP_CHUNK_TOKENS = 1024
 """Most tokens per MLP chunk: a ``1024 x 4096`` fp32 hidden map is 16 MiB, within a server CPU's L3,
@@ -39,17 +41,13 @@ def _is_identity(module: nn.Module | None) -> bool:
     return module is None or isinstance(module, nn.Identity)
 
 
-def can_fuse_block(block: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``fused_block_forward(block, x)`` computes exactly ``block(x)``.
+def can_fuse_block(block: nn.Module) -> bool:
+    """Whether ``fused_block_forward(block, x)`` computes exactly ``block(x)`` (in inference).
 
-    True for a plain timm ``Block`` (LayerNorms, SDPA attention with no q/k norm or gate, a GELU
-    ``Mlp``, no layer scale) in eval mode, with no hooks, on a CPU tensor, outside autograd and autocast.
+    True for a plain timm ``Block``: LayerNorms, SDPA attention with no q/k norm or gate, a GELU
+    ``Mlp``, no layer scale, no hooks on it or anything inside it.
     """
-    if torch.is_grad_enabled() or block.training or x.device.type != "cpu" or x.dim() != 3:
-        return False
-    if torch.is_autocast_enabled("cpu"):
-        return False
-    if type(block) is not Block or has_hooks(*block.modules()):
+    if type(block) not in (Block, FusedBlock) or has_hooks(*block.modules()):
         return False
     attn, mlp = block.attn, block.mlp
     if type(attn) is not Attention or type(mlp) is not Mlp or not attn.fused_attn:
@@ -83,8 +81,8 @@ def _residual_base(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
 def fused_block_forward(block: Block, x: torch.Tensor, chunk_tokens: int = MLP_CHUNK_TOKENS) -> torch.Tensor:
     """``block(x)`` for ``x`` of shape ``(B, N, D)``, computed with fewer passes over memory.
 
-    Callers check ``can_fuse_block(block, x)`` first. ``x`` itself is never modified, so earlier
-    block outputs that were kept stay valid.
+    Callers check ``can_fuse_block(block)`` first, and call it outside autograd and autocast.
+    ``x`` itself is never modified, so earlier block outputs that were kept stay valid.
 
     Args:
         block: a timm ``Block``.
@@ -97,6 +95,8 @@ def fused_block_forward(block: Block, x: torch.Tensor, chunk_tokens: int = MLP_C
         added before instead of after the GEMM).
     """
     batch, count, dim = x.shape
+    if batch * count == 0:
+        return x.clone()
     attn, mlp = block.attn, block.mlp
     heads = attn.num_heads
     head_dim = attn.qkv.out_features // (3 * heads)
@@ -121,3 +121,24 @@ def fused_block_forward(block: Block, x: torch.Tensor, chunk_tokens: int = MLP_C
             rows.add_(mlp.fc2.bias)
         torch.addmm(rows, hidden, fc2_weight, out=rows)  # rows = rows + fc2(gelu(fc1(norm2(rows))))
     return out.view(batch, count, dim)
+
+
+class FusedBlock(Block):
+    """A timm ``Block`` whose inference forward is :func:`fused_block_forward`.
+
+    Same parameters and ``state_dict`` keys as the ``Block`` it replaces. In training mode, with
+    autograd on, or under autocast, it runs timm's forward unchanged (the fused path writes in
+    place and would break autograd, and autocast would not see its GEMMs).
+    """
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if (
+            args
+            or kwargs
+            or self.training
+            or torch.is_grad_enabled()
+            or torch.is_autocast_enabled(x.device.type)
+            or x.dim() != 3
+        ):
+            return super().forward(x, *args, **kwargs)
+        return fused_block_forward(self, x)

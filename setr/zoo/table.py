@@ -1,19 +1,25 @@
-"""The released SETR weights: one :class:`PretrainedCfg` per ``name.tag``.
+"""The model zoo in one table: every architecture, dataset model and release, each fact written once.
 
-Architectures know nothing of weights (``setr.models``); this table maps each released checkpoint
-to its source, the Hugging Face Hub repository that hosts its safetensors, the numbers its authors
-reported, and the few architecture options in which its framework differs from the official code.
+Architectures know nothing of weights (:mod:`setr.models`); this table maps names to constructor
+arguments (the encoder taps are the model's own official defaults, :func:`setr.models.default_taps`),
+dataset models to their dataset (classes, crop and test protocol come from
+:data:`setr.data.meta.DATASETS`) and their official base learning rate, and each released
+checkpoint (``name.tag``) to its source, the numbers its authors reported, and the few architecture
+options in which its framework differs from the official code.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HUB_ORGANISATION", "HUB_REPOS", "HUB_REVISION", "PRETRAINED", "PretrainedCfg", "hub_repo_id"]
+from ..data.meta import DATASETS
+from ..models import HEAD_TYPES, Release
+
+__all__ = ["BACKBONES", "HUB_ORGANISATION", "HUB_REVISION", "ZOO", "Backbone", "ZooEntry", "hub_repo_id"]
 
 HUB_ORGANISATION = "setr-pytorch"
-"""Owner of the Hub repositories; one repository per ``name.tag``."""
+"""Owner of the Hub repositories; one repository per ``name.tag`` (see :func:`hub_repo_id`)."""
 HUB_REVISION = "v1"
 """The git tag every Hub repository is pinned to (created when the weights are pushed)."""
 
@@ -22,54 +28,80 @@ _MMSEG = "https://download.openmmlab.com/mmsegmentation/v0.5/setr/{}"
 _PADDLEVIT = "https://github.com/BR-IDL/PaddleViT/tree/develop/semantic_segmentation/configs/setr"
 
 
-def hub_repo_id(name: str, tag: str) -> str:
-    """The Hub repository of ``name.tag`` (from :data:`HUB_REPOS`)."""
-    return HUB_REPOS[f"{name}.{tag}"]
+@dataclass(frozen=True)
+class Backbone:
+    """A ViT encoder size and the ImageNet weights the official configs start it from."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    encoder_init: str
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vitl": Backbone(1024, 24, 16, "jx_vit_large_p16_384 (timm vit_large_patch16_384, release v0.1-vitjx)"),
+    "vitb": Backbone(768, 12, 12, "jx_vit_base_p16_384 (timm vit_base_patch16_384, release v0.1-vitjx)"),
+    # DeiT-B/16 has ViT-B's shape; SETR discards its distillation token.
+    "deitb": Backbone(768, 12, 12, "deit_base_distilled_patch16_384"),
+}
 
 
 @dataclass(frozen=True)
-class PretrainedCfg:
-    """One released checkpoint.
+class ZooEntry:
+    """One name of :func:`setr.list_models`.
 
     Attributes:
-        source: ``official`` (fudan-zvg/SETR), ``paddlevit`` (BR-IDL/PaddleViT) or ``mmseg``.
-        original: where the original checkpoint can be downloaded by hand.
-        miou: reported single-scale mIoU (%), from the source's own table.
-        miou_ms: reported multi-scale + flip mIoU (%), if any.
-        iters: training iterations.
-        batch_size: total training batch.
-        model_overrides: architecture options in which this release differs from the official
-            network (e.g. mmseg's head topology); applied by ``create_model``.
-        ms_ratios: multi-scale ratios of this release's ms+flip protocol when they differ from the
-            dataset's default.
-        notes: anything a user should know.
+        name: ``setr_{head}_{backbone}`` (an architecture) or ``..._{dataset}`` (a dataset model).
+        architecture: the architecture name (itself for an architecture).
+        head: ``naive``, ``pup`` or ``mla``.
+        backbone: a key of :data:`BACKBONES`.
+        dataset: a key of :data:`setr.data.meta.DATASETS`, or ``None``.
+        base_lr: the official base learning rate of this head on this dataset (heads train at 10x).
+        releases: ``tag -> Release``; the first tag is the default.
     """
 
-    source: str
-    original: str
-    miou: float | None
-    miou_ms: float | None = None
-    iters: int = 80_000
-    batch_size: int = 8
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    ms_ratios: tuple[float, ...] | None = None
-    notes: str = ""
+    name: str
+    architecture: str
+    head: str
+    backbone: str
+    dataset: str | None = None
+    base_lr: float | None = None
+    releases: dict[str, Release] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def default_tag(self) -> str | None:
+        return next(iter(self.releases), None)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of :class:`setr.SETR` (before a release's overrides)."""
+        backbone = BACKBONES[self.backbone]
+        kwargs: dict[str, Any] = dict(
+            head=self.head, img_size=768, num_classes=19,
+            embed_dim=backbone.embed_dim, depth=backbone.depth, num_heads=backbone.num_heads,
+        )  # fmt: skip
+        if self.dataset is not None:
+            # every SETR config trains on crops of its slide-window size
+            info = DATASETS[self.dataset]
+            kwargs.update(img_size=info.protocol.crop, num_classes=info.num_classes)
+        return kwargs
 
 
-def _official(drive_id: str, miou: float, miou_ms: float | None, iters: int, bs: int, **kw: Any) -> PretrainedCfg:
-    return PretrainedCfg("official", _GDRIVE.format(drive_id), miou, miou_ms, iters, bs, **kw)
+def hub_repo_id(name: str, tag: str) -> str:
+    """The Hub repository that hosts the safetensors of ``name.tag``."""
+    return f"{HUB_ORGANISATION}/{name}.{tag}"
 
 
-def _paddle(config: str, miou: float, miou_ms: float | None, iters: int, bs: int, head: str) -> PretrainedCfg:
+def _official(drive_id: str, miou: float, miou_ms: float | None, iters: int, bs: int, **kw: Any) -> Release:
+    return Release("official", _GDRIVE.format(drive_id), miou, miou_ms, iters, bs, **kw)
+
+
+def _paddle(config: str, miou: float, miou_ms: float | None, iters: int, bs: int, head: str) -> Release:
     # PaddleViT drops the cls token before the blocks for every head, and its MLA forward runs only
     # three of the four auxiliary heads it builds (the fourth was never trained).
     overrides: dict[str, Any] = {"class_token": False}
     if head == "mla":
         overrides["aux_indices"] = [0, 1, 2]
-    return PretrainedCfg(
+    return Release(
         "paddlevit", f"{_PADDLEVIT} ({config})", miou, miou_ms, iters, bs, overrides,
         notes="PaddleViT weights (Google Drive / Baidu pan links in its README).",
     )  # fmt: skip
@@ -84,8 +116,8 @@ _MMSEG_PUP = dict(head_conv_bias=False, decode_up_scales=[2, 2, 2, 2], aux_up_sc
 _MMSEG_MLA = dict(mla_classifier_kernel=1, mla_align_corners=False, mla_aux_bias=True)
 
 
-def _mmseg(file: str, miou: float, miou_ms: float, iters: int, bs: int, overrides: dict[str, Any]) -> PretrainedCfg:
-    return PretrainedCfg(
+def _mmseg(file: str, miou: float, miou_ms: float, iters: int, bs: int, overrides: dict[str, Any]) -> Release:
+    return Release(
         "mmseg", _MMSEG.format(file), miou, miou_ms, iters, bs, dict(overrides),
         notes="mmsegmentation 0.x re-training of SETR with its own head topology.",
     )  # fmt: skip
@@ -93,7 +125,7 @@ def _mmseg(file: str, miou: float, miou_ms: float, iters: int, bs: int, override
 
 _SS_FLIP = (0.5, 0.75, 1.0)  # official ADE20K Naive/MLA ms configs: in effect single scale + flip
 
-PRETRAINED: dict[str, dict[str, PretrainedCfg]] = {
+_RELEASES: dict[str, dict[str, Release]] = {
     # ------------------------------------------------------------------ Cityscapes (19 classes)
     "setr_naive_vitl_cityscapes": {
         "official_80k": _official("1dplB4wceJhyVRQfZR5AWODywMN90CY0h", 77.90, None, 80_000, 8),
@@ -193,9 +225,38 @@ PRETRAINED: dict[str, dict[str, PretrainedCfg]] = {
         "paddlevit_80k_bs8": _paddle("SETR_MLA_Large_480x480_80k_pascal_context_bs_8", 54.39, 55.16, 80_000, 8, "mla"),
     },
 }
-"""``name -> {tag: cfg}``; the first tag of each name is its default."""
 
-HUB_REPOS: dict[str, str] = {
-    f"{name}.{tag}": f"{HUB_ORGANISATION}/{name}.{tag}" for name, tags in PRETRAINED.items() for tag in tags
-}
-"""``name.tag -> Hub repository id``: the one table to edit when weights move (pinned to :data:`HUB_REVISION`)."""
+# Official base lr per (head, dataset) (official_setr.md section 6); the Naive ViT-B configs use 0.01.
+_BASE_LR = {
+    ("naive", "cityscapes"): 0.01, ("pup", "cityscapes"): 0.01, ("mla", "cityscapes"): 0.002,
+    ("naive", "ade20k"): 0.01, ("pup", "ade20k"): 0.001, ("mla", "ade20k"): 0.001,
+    ("naive", "pcontext"): 0.01, ("pup", "pcontext"): 0.001, ("mla", "pcontext"): 0.001,
+}  # fmt: skip
+_DATASET_MODELS = [
+    *[(f"setr_{h}_vitl", "cityscapes") for h in HEAD_TYPES],
+    ("setr_naive_vitb", "cityscapes"),  # the official Naive-Base release
+    *[(f"setr_{h}_vitl", d) for d in ("ade20k", "pcontext") for h in HEAD_TYPES],
+]
+
+
+def _build_zoo() -> dict[str, ZooEntry]:
+    zoo: dict[str, ZooEntry] = {}
+    for head in HEAD_TYPES:
+        for backbone in BACKBONES:
+            name = f"setr_{head}_{backbone}"
+            zoo[name] = ZooEntry(name, name, head, backbone)
+    for architecture, dataset in _DATASET_MODELS:
+        arch = zoo[architecture]
+        name = f"{architecture}_{dataset}"
+        releases = _RELEASES.get(name, {})
+        zoo[name] = ZooEntry(
+            name, architecture, arch.head, arch.backbone, dataset, _BASE_LR[arch.head, dataset], releases
+        )
+    unknown = set(_RELEASES) - set(zoo)
+    if unknown:
+        raise AssertionError(f"releases of unknown zoo names: {sorted(unknown)}")
+    return zoo
+
+
+ZOO: dict[str, ZooEntry] = _build_zoo()
+"""Every zoo name (architectures and dataset models) -> its :class:`ZooEntry`."""
