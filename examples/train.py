@@ -80,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run = p.add_argument_group("run")
     run.add_argument("--out", default="runs/train", help="output folder")
     run.add_argument("--resume", help="a training checkpoint to continue from, or 'auto' for OUT/last.pt if present")
+    run.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run (deletes it)")
     run.add_argument("--eval-interval", type=int, help="iterations between evaluations (default: the recipe's)")
     run.add_argument("--ckpt-interval", type=int, help="iterations between checkpoints (default: the eval interval)")
     run.add_argument("--log-interval", type=int, default=10, help="iterations between log rows")
@@ -161,9 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"the global batch {recipe.batch_size} does not split into {ctx.world_size} processes x {args.accum_steps} accumulation steps"
         )
     out = Path(args.out)
-    resume_path = out / "last.pt" if args.resume == "auto" else Path(args.resume) if args.resume else None
-    if args.resume == "auto" and not resume_path.exists():
-        resume_path = None
+    try:
+        resume_path = training.prepare_run_dir(out, args.resume, args.overwrite, ctx.is_main)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"train.py: error: {error}") from None
     training.seed_everything(args.seed)
 
     train_set, val_set, info = build_datasets(args, recipe)

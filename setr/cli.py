@@ -27,6 +27,7 @@ from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import init_distributed
+from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
 from .inference import Predictor, evaluate, mask_to_image, overlay, palette_for
 from .metrics import ConfusionMatrix
 from .zoo import convert_checkpoint, zoo_rows
@@ -180,6 +181,7 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours")
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
+    parser.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
     _add_model_args(parser)
     _add_protocol_args(parser)
     parser.set_defaults(func=_run_predict)
@@ -210,13 +212,28 @@ def _collect_images(inputs: Sequence[str]) -> tuple[list[tuple[Path, Path]], lis
     return unique, missing
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def _outputs(args: argparse.Namespace, stem: Path) -> dict[str, Path]:
+    """The files ``setr predict`` writes for one image: mask, overlay, probabilities."""
+    target = Path(args.out) / stem
+    files = {"mask": target.with_name(f"{target.name}.png")}
+    if not args.no_overlay:
+        files["overlay"] = target.with_name(f"{target.name}_overlay.jpg")
+    if args.save_probs:
+        files["probs"] = target.with_name(f"{target.name}_probs.npy")
+    return files
 
+
+def _run_predict(args: argparse.Namespace) -> int:
     images, missing = _collect_images(args.inputs)
     for message in missing:
         _report(f"skipped {message}")
     if not images:
         raise CliError("no images to segment in " + " ".join(args.inputs))
+    try:  # before the (slow) model load
+        check_output_dir(args.out)
+        check_new_files((f for _, stem in images for f in _outputs(args, stem).values()), args.force)
+    except OSError as error:
+        raise CliError(_one_line(error)) from None
     device = _device(args.device)
     model = _load_model(args)
     predictor = _predictor(args, model, device)
@@ -231,15 +248,16 @@ def _run_predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
-        target = out / stem
-        target.parent.mkdir(parents=True, exist_ok=True)
-        mask_to_image(seg.mask, palette).save(target.with_name(f"{target.name}.png"))
-        if not args.no_overlay:
-            overlay(image, seg.mask, palette, args.alpha).save(
-                target.with_name(f"{target.name}_overlay.jpg"), quality=90
-            )
-        if args.save_probs:
-            np.save(target.with_name(f"{target.name}_probs.npy"), seg.probs.numpy().astype(np.float16))
+        files = _outputs(args, stem)
+        files["mask"].parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(files["mask"]) as handle:
+            mask_to_image(seg.mask, palette).save(handle, format="PNG")
+        if "overlay" in files:
+            with atomic_write(files["overlay"]) as handle:
+                overlay(image, seg.mask, palette, args.alpha).save(handle, format="JPEG", quality=90)
+        if "probs" in files:
+            with atomic_write(files["probs"]) as handle:
+                np.save(handle, seg.probs.numpy().astype(np.float16))
     done = len(images) - (failed - len(missing))
     _report(f"wrote {done} segmentations to {out}" + (f"; {failed} inputs failed" if failed else ""))
     return 1 if failed else 0
@@ -262,6 +280,7 @@ def _add_eval(subparsers) -> None:
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--workers", type=int, default=2, help="image-reading worker processes")
     parser.add_argument("--json", dest="json_path", help="result file (default: ./setr_eval_<model>_<dataset>.json)")
+    parser.add_argument("--force", action="store_true", help="replace the result file if it exists")
     _add_model_args(parser)
     _add_protocol_args(parser)
     parser.set_defaults(func=_run_eval)
@@ -288,7 +307,13 @@ def _run_eval(args: argparse.Namespace) -> int:
         ctx = init_distributed(args.device)
     except (RuntimeError, ValueError) as error:
         raise CliError(f"--device {args.device}: {_one_line(error)}") from None
-    dataset = _eval_dataset(args)  # layout errors before the (slow) model load
+    dataset = _eval_dataset(args)  # layout and output errors before the (slow) model load
+    json_path = _eval_json_path(args)
+    try:
+        check_output_dir(json_path.parent, "--json")
+        check_new_files([json_path], args.force)
+    except OSError as error:
+        raise CliError(_one_line(error)) from None
     model = _load_model(args)
     if args.dataset == "pcontext59" and model.num_classes == 59:
         dataset = _eval_dataset(args, 59)
@@ -326,11 +351,14 @@ def _run_eval(args: argparse.Namespace) -> int:
             n: {"IoU": _finite(i), "Acc": _finite(a)} for n, i, a in zip(names, result["IoU"], result["Acc"])
         },
     }
-    json_path = Path(args.json_path or f"setr_eval_{args.model}_{args.dataset}.json")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    with atomic_write(json_path, "w") as handle:
+        handle.write(json.dumps(report, indent=1) + "\n")
     _report(f"wrote {json_path}" + (f"; {len(failed)} images failed and were skipped" if failed else ""))
     return 1 if failed else 0
+
+
+def _eval_json_path(args: argparse.Namespace) -> Path:
+    return Path(args.json_path or f"setr_eval_{Path(args.model).name}_{args.dataset}.json")
 
 
 def _finite(value: float) -> float | None:
@@ -353,18 +381,21 @@ def _add_convert(subparsers) -> None:
     parser.add_argument(
         "--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repository"
     )
+    parser.add_argument("--force", action="store_true", help="replace a model already in --out")
     _add_override(parser)
     parser.set_defaults(func=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-
     if not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
         model = convert_checkpoint(
-            args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, **dict(args.override)
-        )
+            args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, force=args.force,
+            **dict(args.override),
+        )  # fmt: skip
+    except OutputExistsError as error:
+        raise CliError(f"--out {args.out}: {_one_line(error)}") from None
     except KeyError as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     except ConversionError as error:

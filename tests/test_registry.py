@@ -123,3 +123,44 @@ def test_palettes_are_the_official_ones():
 def test_suggestions_ignore_case():
     with pytest.raises(KeyError, match="setr_pup_vitl"):
         setr.create_model("SETR_PUP_VITL")
+
+
+def test_a_registered_architecture_is_created_listed_and_saved_by_name(tmp_path):
+    from setr.zoo import registry
+
+    def my_tiny_setr(**overrides):
+        return setr.SETR(**{**dict(head="naive", img_size=32, embed_dim=32, depth=2, num_heads=2), **overrides})
+
+    setr.register_model(my_tiny_setr)
+    try:
+        assert "my_tiny_setr" in setr.list_models() and setr.is_model("my_tiny_setr")
+        model = setr.create_model("my_tiny_setr", num_classes=3)
+        assert model.num_classes == 3 and model.info.name == "my_tiny_setr"
+        with pytest.raises(ValueError, match="registered twice"):
+            setr.register_model(my_tiny_setr)
+        clash = lambda **kwargs: None  # noqa: E731
+        clash.__name__ = "setr_pup_vitl"  # a zoo name
+        with pytest.raises(ValueError, match="registered twice"):
+            setr.register_model(clash)
+        model.save_pretrained(tmp_path / "mine")
+        assert setr.create_model("my_tiny_setr", checkpoint_path=tmp_path / "mine", num_classes=3).num_classes == 3
+    finally:
+        registry._USER_ENTRYPOINTS.pop("my_tiny_setr", None)
+    assert "my_tiny_setr" not in setr.list_models()
+
+
+def test_model_info_without_building():
+    info = setr.model_info("setr_pup_vitl_ade20k.mmseg_160k")
+    assert info.dataset == "ade20k" and info.tag == "mmseg_160k" and info.release.source == "mmseg"
+    assert len(info.class_names) == 150 and info.protocol.crop == 512 and info.reduce_zero_label
+    assert setr.get_dataset_info("ade20k").num_classes == 150
+    bare = setr.model_info("setr_pup_vitl")
+    assert bare.dataset is None and bare.protocol is None and bare.release is None
+    with pytest.raises(KeyError, match="no tag"):
+        setr.model_info("setr_pup_vitl_ade20k.official_80k")
+
+
+def test_names_that_are_not_strings_get_a_type_error():
+    for bad in (None, 3, ["setr_pup_vitl"]):
+        with pytest.raises(TypeError, match="model name is a string"):
+            setr.create_model(bad)

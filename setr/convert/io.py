@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..files import atomic_target
 from ._common import ConversionError
 from ._numpy import numpy_data_globals
 from .pdparams import read_pdparams
@@ -47,10 +49,12 @@ def _torch_load(path: Path) -> object:
     """``torch.load(weights_only=True)`` with numpy data admitted, errors turned into advice."""
     safe_globals = getattr(torch.serialization, "safe_globals", None)
     try:
-        if safe_globals is None:  # pragma: no cover - torch < 2.5
-            return torch.load(path, map_location="cpu", weights_only=True)
-        with safe_globals(_torch_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it may not support
+            warnings.simplefilter("ignore", UserWarning)
+            if safe_globals is None:  # pragma: no cover - torch < 2.5
+                return torch.load(path, map_location="cpu", weights_only=True)
+            with safe_globals(_torch_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if found:
@@ -61,8 +65,9 @@ def _torch_load(path: Path) -> object:
             ) from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
         raise ConversionError(
-            f"{path}: cannot read the file ({detail.group(1).strip() if detail else 'bad pickle'}); "
-            "is it truncated, corrupt, or not a PyTorch checkpoint?"
+            f"{path}: cannot read the file ({detail.group(1).strip() if detail else 'bad pickle'}); is it truncated, "
+            "corrupt, or not a PyTorch checkpoint? (Or its pickle asks for instructions that plain weights never "
+            "use: setr never runs code from a checkpoint.)"
         ) from None
     except Exception as error:  # a damaged file fails anywhere inside torch.load, with any type
         raise ConversionError(
@@ -97,20 +102,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def write_safetensors(
     state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write tensors to a ``.safetensors`` file atomically: a temporary file in the same folder,
-    flushed to disk, then renamed over ``path``, so an interrupted write leaves any old file whole.
+    """Write tensors to a ``.safetensors`` file atomically (:func:`setr.files.atomic_target`): an
+    interrupted write leaves any old file whole.
 
     Tensors are detached, made contiguous and copied to the CPU first; the metadata always says
     ``format: pt``.
     """
-    path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_target(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

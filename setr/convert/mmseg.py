@@ -104,14 +104,16 @@ def convert_mmseg(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, A
     """mmseg ``state_dict`` -> our key names. Drops only the cls token of MLA (unused by mmseg too).
 
     Raises:
-        ConversionError: a key left unmapped, or no patch-embedding bias (see below).
+        ConversionError: a key left unmapped, or no patch-embedding bias in a model that has one
+            (``patch_bias=False`` builds the model of a checkpoint trained without it; a checkpoint
+            with the bias never loads into a model without one: it is never silently dropped).
     """
-    if _PATCH_BIAS not in state_dict and "backbone.patch_embed.projection.weight" in state_dict:
+    has_bias = _PATCH_BIAS in state_dict or "backbone.patch_embed.projection.weight" not in state_dict
+    if not has_bias and config.get("patch_bias", True):
         raise ConversionError(
-            f"mmseg checkpoint has no {_PATCH_BIAS!r}. Every released mmseg SETR checkpoint (0.x) has one; "
-            "mmseg >= 1.2 builds the patch embedding without it (patch_bias=False) and silently drops it on "
-            "load, so a checkpoint re-saved by mmseg >= 1.2 has lost it: use the original file. If the model "
-            "really was trained without a patch bias, add a zero bias first: "
-            f"sd[{_PATCH_BIAS!r}] = torch.zeros(sd['backbone.patch_embed.projection.weight'].shape[0])."
+            f"mmseg checkpoint has no {_PATCH_BIAS!r}. Every released mmseg SETR checkpoint (0.x) has one, but "
+            "mmseg >= 1.2 trains without it (patch_bias=False) and drops it on load, so a 0.x checkpoint re-saved "
+            "by mmseg >= 1.2 has lost it: use the original file. If the model really was trained without a "
+            "patch bias, say so: create_model(..., patch_bias=False) (setr: --override patch_bias=false)."
         )
     return apply_rules(state_dict, mmseg_rules(config), "mmseg SETR checkpoint")

@@ -93,13 +93,18 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
     if not isinstance(obj, Mapping):
         raise ConversionError(f"{path}: expected a dict of arrays (paddle.save of a state_dict), got {type(obj)}")
-    obj = _join_big_params(dict(obj))
+    try:
+        obj = _join_big_params(dict(obj))
+    except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as error:
+        raise ConversionError(
+            f"{path}: its split arrays do not fit together ({type(error).__name__}: {error})"
+        ) from None
     obj.pop(_NAME_TABLE, None)
     tensors: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
             value = value[1]  # paddle 2.1: (parameter name, array)
-        if not isinstance(value, np.ndarray) or value.dtype == object:
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
             raise ConversionError(f"{path}: entry {key!r} is not a numeric array ({type(value).__name__})")
         tensors[str(key)] = torch.from_numpy(np.ascontiguousarray(value).copy())
     if not tensors:

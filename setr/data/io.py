@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_mask"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "image_to_rgb", "read_image", "read_mask"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 """File endings treated as images when a folder is scanned."""
@@ -21,6 +21,8 @@ class ImageReadError(ValueError):
 
 def _open(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: a folder, not an image file (give the image files, or use setr predict FOLDER)")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
@@ -31,17 +33,43 @@ def _open(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image file as RGB.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
-    Returns:
-        ``(3, H, W)`` uint8 tensor, RGB, 0-255 (grey, palette and RGBA files are converted).
+
+def image_to_rgb(image: Image.Image, source: object = "image") -> np.ndarray:
+    """A PIL image as ``(H, W, 3)`` uint8 RGB, as the official pipeline (OpenCV ``imread``) reads it.
+
+    EXIF orientation is applied; grey, palette, CMYK, YCbCr and alpha images are converted (alpha is
+    dropped); 16-bit grey keeps its high byte (OpenCV's 16-to-8-bit conversion, ``value >> 8``).
 
     Raises:
-        ImageReadError: the file is missing or is not an image PIL can decode.
+        ImageReadError: 32-bit integer or floating-point images, whose scale is unknown.
     """
-    image = _open(path).convert("RGB")
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        grey = np.array(image).astype(np.uint32)
+        if grey.size and int(grey.max()) > 0xFFFF:
+            raise ImageReadError(f"{source}: a 32-bit image with values above 65535; save it as 8 or 16 bits")
+        return np.repeat((grey >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        raise ImageReadError(
+            f"{source}: a {'32-bit integer' if image.mode == 'I' else 'floating-point'} image has no fixed 0-255 "
+            "scale; convert it to 8-bit RGB (or pass an array on the 0-255 scale)"
+        )
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as RGB (see :func:`image_to_rgb` for the conversions).
+
+    Returns:
+        ``(3, H, W)`` uint8 tensor, RGB, 0-255.
+
+    Raises:
+        ImageReadError: the file is missing, is not an image PIL can decode, or has no 0-255 scale.
+    """
+    rgb = image_to_rgb(_open(path), path)
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -5,13 +5,12 @@ parameters and ``state_dict`` keys; they only change how an inference forward is
 """
 
 from .blocks import FusedBlock, can_fuse_block, fused_block_forward
-from .convs import ClassifierConv2d, FoldedConvBNReLU, can_fold, conv2d_channels_last, fold_conv_bn
-from .heads import FastUpHead, runs_last_stage_in_strips
+from .convs import ClassifierConv2d, FoldedConvBNReLU, can_fold
+from .heads import FastUpHead
 from .optimize import optimize_for_inference
 from .strips import can_run_in_strips, upsample_conv_classify_in_strips
 
 __all__ = [
     "ClassifierConv2d", "FastUpHead", "FoldedConvBNReLU", "FusedBlock", "can_fold", "can_fuse_block",
-    "can_run_in_strips", "conv2d_channels_last", "fold_conv_bn", "fused_block_forward", "optimize_for_inference",
-    "runs_last_stage_in_strips", "upsample_conv_classify_in_strips",
+    "can_run_in_strips", "fused_block_forward", "optimize_for_inference", "upsample_conv_classify_in_strips",
 ]  # fmt: skip

@@ -82,6 +82,8 @@ def upsample_conv_classify_in_strips(
     weight, bias = fold_conv_bn(stage.conv, stage.bn)
     weight = weight.contiguous(memory_format=torch.channels_last)  # once, not once per strip
     halo = stage.conv.kernel_size[0] // 2
+    if batch * out_height * out_width == 0:
+        return x.new_empty(batch, classifier.out_channels, out_height, out_width)
     row_bytes = batch * stage.conv.in_channels * out_width * x.element_size()
     rows_per_strip = max(1, strip_bytes // row_bytes)
     logits = x.new_empty(batch, classifier.out_channels, out_height, out_width)

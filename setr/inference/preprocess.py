@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.io import read_image
+from ..data.io import image_to_rgb, read_image
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ImageInput", "is_batch", "normalize", "preprocess", "to_rgb_tensor", "to_rgb_tensors"]
@@ -36,7 +36,7 @@ def _to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image).float()
     if isinstance(image, Image.Image):
-        return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).float()
+        return torch.from_numpy(image_to_rgb(image, "PIL image")).permute(2, 0, 1).float()
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
@@ -72,7 +72,7 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
 
     Raises:
         TypeError: an unsupported type.
-        ValueError: an unsupported shape, or an empty image.
+        ValueError: an unsupported shape, an empty image, or NaN/infinite values.
         setr.data.io.ImageReadError: a path that cannot be read.
     """
     floating = isinstance(image, torch.Tensor | np.ndarray) and (
@@ -81,6 +81,8 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     rgb = _to_rgb_tensor(image)
     if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
         raise ValueError(f"empty image of shape {tuple(rgb.shape)}")
+    if not bool(torch.isfinite(rgb).all()):
+        raise ValueError("the image holds NaN or infinite values; fix the input (a mask from it would be meaningless)")
     if floating and rgb.numel() and 0 <= float(rgb.min()) and float(rgb.max()) <= 1:
         warnings.warn(
             "a floating-point image with all values in [0, 1]: SETR expects RGB on the 0-255 scale; "

@@ -47,6 +47,8 @@ def whole_inference(model: nn.Module, images: torch.Tensor, batch_size: int = 4)
     Returns:
         Logits ``(B, C, H, W)``.
     """
+    if images.shape[0] == 0:
+        return model(images)
     return torch.cat([model(chunk) for chunk in images.split(max(batch_size, 1))])
 
 
@@ -71,6 +73,9 @@ def slide_inference(
         Averaged logits ``(B, C, H, W)``.
     """
     batch, _, height, width = images.shape
+    if batch == 0:  # an empty result with the model's class count
+        probe = model(images[:, :, : min(crop, height), : min(crop, width)])
+        return probe.new_zeros(0, probe.shape[1], height, width)
     pad_h, pad_w = max(crop - height, 0), max(crop - width, 0)
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h))

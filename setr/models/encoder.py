@@ -43,6 +43,7 @@ class ViTEncoder(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         class_token: bool = True,
+        patch_bias: bool = True,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
@@ -60,6 +61,7 @@ class ViTEncoder(nn.Module):
             class_token: prepend a cls token that runs through every block (official Naive/PUP).
                 Without it there is no cls parameter and no cls position slot: official MLA drops
                 the cls token before the first block, which is the same network.
+            patch_bias: bias in the patch-embedding convolution.
             drop_rate: dropout after adding the position embedding and inside the blocks.
             attn_drop_rate: dropout on attention weights.
             drop_path_rate: stochastic depth, rising linearly to this value over the blocks.
@@ -72,7 +74,7 @@ class ViTEncoder(nn.Module):
         self.num_prefix_tokens = 1 if class_token else 0
         self.grad_checkpointing = False
 
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, bias=patch_bias)
         grid = img_size // patch_size
         self.grid_size = (grid, grid)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None

@@ -9,6 +9,8 @@ with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ __all__ = ["CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "first_l
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
 INFO_KEY = "info"
 _OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
 HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
@@ -100,10 +103,33 @@ class SETRHubMixin(
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``save_directory``.
 
+        The files are written into a temporary folder inside ``save_directory`` and then moved over
+        the old ones, each whole: an interrupted save leaves the previous files intact. A
+        ``README.md`` that is already there is kept (with a warning), not replaced by the card,
+        unless setr wrote it.
         Accepts ``huggingface_hub``'s options (``push_to_hub=True, repo_id=...``).
         """
         kwargs.setdefault("config", self._hub_config())
-        return super().save_pretrained(save_directory, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return super().save_pretrained(save_directory, **kwargs)
+        target = Path(save_directory)
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".setr-save-", dir=target))
+        try:
+            super().save_pretrained(staging, **kwargs)
+            for written in sorted(staging.iterdir()):
+                destination = target / written.name
+                if written.name == CARD_FILE and destination.exists() and not _is_our_card(destination):
+                    warnings.warn(
+                        f"{destination} already exists and was kept: the model card was not written "
+                        "(remove it and save again to get the card)",
+                        stacklevel=2,
+                    )
+                    continue
+                os.replace(written, destination)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return None
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload ``save_pretrained``'s files to the Hub repository ``repo_id`` (one commit)."""
@@ -136,8 +162,13 @@ class SETRHubMixin(
                 f"{source} is a file: from_pretrained takes a folder written by save_pretrained or a Hub repo id; "
                 "load a single checkpoint file with setr.create_model(name, checkpoint_path=...)"
             )
-        looks_like_path = isinstance(pretrained_model_name_or_path, os.PathLike) or source.startswith(("/", ".", "~"))
-        if not path.exists() and (looks_like_path or source.count("/") > 1):
+        looks_like_path = (
+            isinstance(pretrained_model_name_or_path, os.PathLike)
+            or source.startswith(("/", ".", "~"))
+            or source.count("/") != 1
+            or path.parent.is_dir()  # "runs/fnal": a typo in a local path, not a Hub id
+        )
+        if not path.exists() and looks_like_path:
             raise FileNotFoundError(f"no such folder: {source} (nor is it a Hub repo id of the form owner/name)")
         if os.path.isdir(source) and not (Path(source) / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{source} has no {CONFIG_FILE}: not a folder written by save_pretrained")
@@ -199,6 +230,14 @@ class SETRHubMixin(
         return model.eval()
 
 
+def _is_our_card(path: Path) -> bool:
+    """Whether ``path`` is a model card setr wrote (then a new save may replace it)."""
+    try:
+        return "library_name: setr-pytorch" in path.read_text(encoding="utf-8", errors="replace")[:2000]
+    except OSError:
+        return False
+
+
 def reinit_classifiers(model: SETRHubMixin, num_classes: int, source: str) -> None:
     """Re-initialise every classifier for ``num_classes`` and warn (the encoder and the rest of the
     heads are kept; ``model.info`` forgets the class names, palette and release numbers)."""
@@ -219,7 +258,7 @@ def _card_fields(model: SETRHubMixin) -> dict[str, Any]:
     """The model card's fields, from ``model.config`` and ``model.info``."""
     cfg, info = model.config, model.info
     release, protocol, loaded = info.release, info.protocol, info.loaded_from or {}
-    zoo_name = info.full_name or info.architecture or "setr_pup_vitl"
+    zoo_name = info.full_name or info.architecture or f"SETR-{cfg['head']}"
     checkpoint = Path(str(loaded.get("checkpoint", "?"))).name
     return dict(
         title=zoo_name,

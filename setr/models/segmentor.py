@@ -39,6 +39,48 @@ def default_taps(head: str, depth: int) -> list[int]:
     return [i * depth // 24 for i in _OFFICIAL_TAPS[24][head]]
 
 
+_POSITIVE_INTS = ("num_classes", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
+                  "head_channels", "mla_channels", "mla_head_channels", "mla_classifier_kernel",
+                  "decode_kernel_size", "aux_kernel_size")  # fmt: skip
+_BOOLS = ("qkv_bias", "class_token", "patch_bias", "head_conv_bias", "mla_align_corners", "mla_aux_bias",
+          "grad_checkpointing")  # fmt: skip
+_INT_LISTS = ("aux_indices", "mla_indices", "decode_up_scales", "aux_up_scales")
+_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(args: dict[str, Any]) -> None:
+    """Refuse constructor arguments of the wrong type or range, naming the argument and value
+    (``None`` means "the default" wherever the signature allows it)."""
+    for name in _POSITIVE_INTS:
+        value = args[name]
+        if value is not None and not _is_int(value):
+            raise TypeError(f"SETR({name}={value!r}): expected a positive integer")
+        if value is not None and value < 1:
+            raise ValueError(f"SETR({name}={value!r}): {name} must be at least 1")
+    for name in _BOOLS:
+        value = args[name]
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"SETR({name}={value!r}): expected True or False")
+    for name in _INT_LISTS:
+        value = args[name]
+        if value is not None and (not isinstance(value, list | tuple) or not all(_is_int(v) and v >= 0 for v in value)):
+            raise TypeError(f"SETR({name}={value!r}): expected a list of non-negative integers")
+    if args["decode_index"] is not None and (not _is_int(args["decode_index"]) or args["decode_index"] < 0):
+        raise TypeError(f"SETR(decode_index={args['decode_index']!r}): expected a non-negative integer")
+    if not isinstance(args["mlp_ratio"], int | float) or isinstance(args["mlp_ratio"], bool) or args["mlp_ratio"] <= 0:
+        raise TypeError(f"SETR(mlp_ratio={args['mlp_ratio']!r}): expected a positive number")
+    for name in _RATES:
+        value = args[name]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
+            raise TypeError(f"SETR({name}={value!r}): expected a number in [0, 1)")
+    if not isinstance(args["head"], str):
+        raise TypeError(f"SETR(head={args['head']!r}): expected 'naive', 'pup' or 'mla'")
+
+
 class SETR(nn.Module, SETRHubMixin):
     """SEgmentation TRansformer (Zheng et al., CVPR 2021).
 
@@ -69,6 +111,7 @@ class SETR(nn.Module, SETRHubMixin):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         class_token: bool | None = None,
+        patch_bias: bool = True,
         decode_index: int | None = None,
         aux_indices: list[int] | tuple[int, ...] | None = None,
         mla_indices: list[int] | tuple[int, ...] | None = None,
@@ -101,6 +144,8 @@ class SETR(nn.Module, SETRHubMixin):
             num_heads: attention heads.
             mlp_ratio: MLP hidden width / D.
             qkv_bias: bias in the qkv projection.
+            patch_bias: bias in the patch embedding (every released SETR checkpoint has one;
+                mmsegmentation >= 1.2 trains without it).
             class_token: run a cls token through the blocks. Default: True for Naive/PUP,
                 False for MLA (the official code drops it before the first block).
             decode_index: encoder block (0-based) read by the Naive/PUP decode head.
@@ -130,6 +175,7 @@ class SETR(nn.Module, SETRHubMixin):
             grad_checkpointing: recompute encoder blocks in the backward pass to save memory.
         """
         super().__init__()
+        _check_types(locals())
         if head not in HEAD_TYPES:
             raise ValueError(f"unknown head {head!r}: choose one of {', '.join(HEAD_TYPES)}")
         if img_size % patch_size:
@@ -182,7 +228,7 @@ class SETR(nn.Module, SETRHubMixin):
         self.config: dict[str, Any] = dict(
             head=head, num_classes=num_classes, img_size=img_size, patch_size=patch_size,
             in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, class_token=class_token,
+            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, class_token=class_token, patch_bias=patch_bias,
             decode_index=decode_index, aux_indices=aux_indices, mla_indices=mla_indices,
             head_channels=head_channels, head_conv_bias=head_conv_bias,
             decode_kernel_size=decode_kernel_size, decode_up_scales=decode_up_scales,
@@ -200,7 +246,7 @@ class SETR(nn.Module, SETRHubMixin):
         self.encoder = ViTEncoder(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
             depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-            class_token=class_token, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+            class_token=class_token, patch_bias=patch_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
             drop_path_rate=drop_path_rate,
         )  # fmt: skip
         self.encoder.set_grad_checkpointing(grad_checkpointing)
@@ -232,6 +278,11 @@ class SETR(nn.Module, SETRHubMixin):
                 f"SETR expects a normalised image batch of shape (B, {in_chans}, H, W), got {shape}; "
                 "use setr.inference to preprocess PIL images or arrays"
             )
+        # Input validation, not part of the network: skipped while tracing or compiling, where a
+        # check on values would put a data-dependent branch into the graph.
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if not self.training and not tracing and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError("the input holds NaN or infinite values; the logits would be meaningless")
 
     def forward_features(self, x: torch.Tensor, with_aux: bool = False) -> tuple[list[torch.Tensor], tuple[int, int]]:
         """The features the heads read.

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..convert import ConversionError, load_checkpoint
+from ..files import atomic_write
 
 __all__ = [
     "capture_rng_state",
@@ -90,15 +91,8 @@ def save_training_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
     return path
 
 

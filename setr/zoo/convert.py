@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+from ..files import check_new_files, check_output_dir
 from ..models import SETR
+from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE
 from .create import create_model
 from .hub import sha256_of
 
@@ -17,6 +20,7 @@ def convert_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
     push_to_hub: str | None = None,
+    force: bool = False,
     **overrides: Any,
 ) -> SETR:
     """Convert any supported checkpoint of ``model_name`` into a ``save_pretrained`` folder.
@@ -26,8 +30,16 @@ def convert_checkpoint(
         checkpoint: official, mmsegmentation, PaddleViT or setr checkpoint file.
         out_dir: destination folder (``config.json``, ``model.safetensors``, ``README.md``).
         push_to_hub: also upload the folder to this Hub repository.
+        force: replace the weights and config of a model already in ``out_dir`` (refused otherwise).
         **overrides: constructor overrides (for checkpoints of non-standard sizes).
+
+    Raises:
+        setr.files.OutputExistsError: ``out_dir`` holds a model and ``force`` is not set.
+        PermissionError, NotADirectoryError: ``out_dir`` cannot be written (checked before the
+            checkpoint is read).
     """
+    check_output_dir(out_dir, "out_dir")
+    check_new_files([Path(out_dir) / CONFIG_FILE, Path(out_dir) / WEIGHTS_FILE], force, "force=True (--force)")
     model = create_model(model_name, checkpoint_path=checkpoint, **overrides)
     loaded = dict(model.info.loaded_from or {})
     loaded["sha256"] = sha256_of(loaded["checkpoint"])  # the file read (a folder's model.safetensors)
