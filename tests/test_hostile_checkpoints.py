@@ -100,6 +100,10 @@ def _valid_files() -> dict[str, bytes]:
 
 
 VALID = _valid_files()
+FUZZ_CRASH_CODEC = b"\x80\x02}q\x00(X\x01\x00\x00\x00wq\x01cnumpy._core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85q\x04c_codecs\nencode\nq\x05X\x01\x00\x00\x00bq\x06X\x06\x00\x00\x00matin1q\x07\x86q\x08Rq\t\x87q\nRq\x0b(K\x01K\x02K\x03\x86q\x0ccnumpy\ndtype\nq\rX\x02\x00\x00\x00f4q\x0e\x89\x88\x87q\x0fRq\x10(K\x03X\x01\x00\x00\x00<q\x11NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x12b\x89h\x05X\x1b\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc2\x80?\x00\x00\x00@\x00\x00@@\x00\x00\xc2\x80@\x00\x00\xc2\xa0@q\x13h\x07\x86q\x14Rq\x15tq\x16bX\x01\x00\x00\x00bq\x17h\x02h\x03K\x00\x85q\x18h\t\x87q\x19Rq\x1a(K\x01K\x02\x85q\x1bh\x10\x89h\x05X\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00q\x1ch\x07\x86q\x1dRq\x1etq\x1fbu."
+"""A mutated ``.pdparams`` that asked ``_codecs.encode`` for the codec ``matin1`` and crashed the
+reader with ``LookupError``; kept as a regression case."""
+
 ALLOWED = (ConversionError,)
 """The only exception a reader may raise for a bad file: anything else is a crash."""
 
@@ -125,9 +129,10 @@ def mutated_files(draw) -> tuple[str, bytes]:
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(mutated_files())
-# regression cases found by earlier fuzz runs are kept here as @example(...)
+# edge cases picked by hand; a crash a fuzz run finds is added here as an @example(...) regression case
 @example((".pdparams", pickle.dumps({"w": np.zeros(3, np.float32), "UnpackBigParamInfor@@": {"w": {}}}, protocol=2)))
 @example((".pth", b"PK\x03\x04" + bytes(64)))
+@example((".pdparams", FUZZ_CRASH_CODEC))  # found by a fuzz run: a codec name the file chose (LookupError)
 @example((".safetensors", b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}'))
 def test_fuzzed_files_are_refused_cleanly(tmp_path_factory, case):
     suffix, data = case

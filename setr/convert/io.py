@@ -11,20 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..files import atomic_target
 from ._common import ConversionError
-from ._numpy import numpy_data_globals
+from ._numpy import ArraySpec, numpy_data_globals
 from .pdparams import read_pdparams
 
 __all__ = ["read_checkpoint", "unwrap_state_dict", "write_safetensors"]
 
 
 def _torch_safe_globals() -> list[Any]:
-    # mmcv checkpoints may carry numpy scalars in their 'meta' (seed, best score): plain data.
-    return [(obj, f"{module}.{name}") for (module, name), obj in numpy_data_globals().items()]
+    # mmcv checkpoints may carry numpy scalars and small arrays in their 'meta' (seed, best score):
+    # plain data, rebuilt by checked stand-ins (setr.convert._numpy), never by numpy from the file.
+    pairs = [(obj, f"{module}.{name}") for (module, name), obj in numpy_data_globals().items()]
+    return [*pairs, (ArraySpec, "setr.convert._numpy.ArraySpec")]
 
 
 def unwrap_state_dict(obj: object, path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -92,7 +93,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
+        except Exception as error:  # SafetensorError, OSError, ValueError, ... on a damaged file
             raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
     if path.suffix == ".pdparams":
         return read_pdparams(path)

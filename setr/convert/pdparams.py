@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ._common import ConversionError
-from ._numpy import numpy_data_globals
+from ._numpy import materialise, numpy_data_globals
 
 __all__ = ["read_pdparams"]
 
@@ -27,13 +27,19 @@ _NAME_TABLE = "StructuredToParameterName@@"
 _BIG_PARAMS = "UnpackBigParamInfor@@"
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    import _codecs
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for array bytes: latin-1 text to bytes, and
+    nothing else (no codec lookup by a name the file chose)."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing to load _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
 
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
     return {
         **numpy_data_globals(),
         # protocol 2 pickles store raw array bytes as latin-1 text re-encoded by _codecs.encode
-        ("_codecs", "encode"): _codecs.encode,
+        ("_codecs", "encode"): _latin1_encode,
         # paddle 2.1 pickles a tensor as tuple((name, array))
         ("builtins", "tuple"): tuple,
         ("collections", "OrderedDict"): OrderedDict,
@@ -87,14 +93,16 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 "paddle.save(model.state_dict(), ...) in a trusted environment."
             ) from None
         raise ConversionError(f"{path}: not a readable .pdparams pickle ({error}); is it truncated?") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as error:
+    except Exception as error:  # a damaged pickle fails anywhere, with any type
         raise ConversionError(
             f"{path}: cannot read the file ({type(error).__name__}: {error}); is it truncated or corrupt?"
         ) from None
     if not isinstance(obj, Mapping):
         raise ConversionError(f"{path}: expected a dict of arrays (paddle.save of a state_dict), got {type(obj)}")
     try:
-        obj = _join_big_params(dict(obj))
+        obj = _join_big_params({key: materialise(value) for key, value in obj.items()})
+    except pickle.UnpicklingError as error:
+        raise ConversionError(f"{path}: refused to load: {error}") from None
     except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as error:
         raise ConversionError(
             f"{path}: its split arrays do not fit together ({type(error).__name__}: {error})"

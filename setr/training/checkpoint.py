@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {path}; pass the last.pt of an earlier run's output folder")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it reads anyway: noise to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         raise RuntimeError(
             f"{path} is not a readable training checkpoint ({type(error).__name__}: {error}); it may be truncated "

@@ -11,6 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..files import atomic_write
 from ..metrics import ConfusionMatrix
 
 __all__ = ["RunLog"]
@@ -34,7 +35,7 @@ class RunLog:
         if resumed_at is not None and self.path.exists():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resumed_at]
-        with open(self.path, "w", newline="") as f:
+        with atomic_write(self.path, "w") as f:  # the kept rows replace the old log whole
             writer = csv.DictWriter(f, self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
@@ -70,7 +71,8 @@ class RunLog:
     def update_metrics(self, **values: Any) -> None:
         """Add ``values`` to ``metrics.json`` (replacing the keys it already has)."""
         current = json.loads(self.metrics_path.read_text()) if self.metrics_path.exists() else {}
-        self.metrics_path.write_text(json.dumps({**current, **values}, indent=2) + "\n")
+        with atomic_write(self.metrics_path, "w") as f:
+            f.write(json.dumps({**current, **values}, indent=2) + "\n")
 
     def close(self) -> None:
         if self.board:
