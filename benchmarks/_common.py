@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 import setr
+from setr.models import official_aux_indices
 
 HERE = Path(__file__).resolve().parent
 ZOO_DATASET = {768: "cityscapes", 512: "ade20k", 480: "pcontext"}
@@ -52,10 +53,10 @@ def model_name(spec: dict[str, Any]) -> str:
 
 def build_model(spec: dict[str, Any]) -> setr.SETR:
     """The model of ``spec`` (random weights), built on the current default device."""
-    extra = {} if spec["aux"] else {"aux_indices": []}
     if spec["quick"]:
-        return setr.SETR(head=spec["head"], img_size=spec["size"], num_classes=19, **QUICK, **extra)
-    return setr.create_model(model_name(spec), **extra)
+        aux = official_aux_indices(spec["head"], QUICK["depth"]) if spec["aux"] else []
+        return setr.SETR(head=spec["head"], img_size=spec["size"], num_classes=19, aux_indices=aux, **QUICK)
+    return setr.create_model(model_name(spec), aux_heads=spec["aux"])
 
 
 def use_explicit_attention(model: setr.SETR) -> None:

@@ -113,7 +113,7 @@ def compare_encoder(fast, plain, x, device: str, repeats: int) -> None:
 
 def compare_heads(fast, plain, x, device: str, repeats: int) -> None:
     with torch.inference_mode():
-        features, grid = plain.forward_features(x)
+        features, grid = plain.head_inputs(x)
     out_size = (grid[0] * 16, grid[1] * 16)
     if plain.neck is None:
         paths = {

@@ -136,9 +136,9 @@ def build_model(args: argparse.Namespace, recipe: Recipe, info: dict, ctx: train
     )
     if args.checkpoint and (Path(args.checkpoint) / "config.json").is_file():  # a save_pretrained folder
         keep = ("num_classes", "img_size", "grad_checkpointing")
-        model = setr.from_pretrained(args.checkpoint, **{k: kwargs[k] for k in keep})
-    else:
-        model = setr.create_model(name, checkpoint_path=args.checkpoint, **kwargs)
+        model = setr.from_pretrained(args.checkpoint, aux_heads=True, **{k: kwargs[k] for k in keep})
+    else:  # the official recipe trains with its auxiliary heads' losses
+        model = setr.create_model(name, checkpoint_path=args.checkpoint, aux_heads=True, **kwargs)
     if args.init_encoder:
         report = load_timm_encoder(model, args.init_encoder)
         if ctx.is_main:

@@ -59,8 +59,14 @@ def _add_override(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, help="zoo or architecture name, e.g. setr_pup_vitl_cityscapes")
-    group.add_argument("--checkpoint", help="weights file: official .pth, mmseg, PaddleViT or setr safetensors")
+    group.add_argument(
+        "--model",
+        required=True,
+        help="zoo or architecture name (e.g. setr_pup_vitl_cityscapes), or a model folder written by save_pretrained (e.g. runs/train/final)",
+    )
+    group.add_argument(
+        "--checkpoint", help="weights: official .pth, mmseg, PaddleViT or setr safetensors, or a save_pretrained folder"
+    )
     group.add_argument("--pretrained", action="store_true", help="download the zoo name's released weights")
     _add_override(group)
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -109,7 +115,7 @@ def _load_model(args: argparse.Namespace):
         raise CliError(_one_line(error)) from None
     except (ValueError, OSError) as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
-    if args.checkpoint is None and not args.pretrained:
+    if args.checkpoint is None and not args.pretrained and setr.is_model(args.model):
         _report(f"warning: {args.model} has random weights; pass --checkpoint PATH or --pretrained")
     return model
 

@@ -24,7 +24,9 @@ HEADS = ("naive", "pup", "mla")
 
 
 def tiny_kwargs(head: str, **extra) -> dict:
-    return dict(TINY, head=head, **TINY_TAPS[head], **extra)
+    """The golden tiny configuration of ``head``, with the official auxiliary heads."""
+    aux = {"aux_indices": [0, 1, 2, 3]} if head == "mla" and "aux_indices" not in extra else {}
+    return dict(TINY, head=head, **TINY_TAPS[head], **aux, **extra)
 
 
 def require_shared(path: Path) -> Path:

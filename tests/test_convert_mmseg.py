@@ -44,7 +44,7 @@ def _sampled(logits: torch.Tensor, tensors: dict[str, torch.Tensor], prefix: str
 def test_logits_equal_mmsegmentation(name, tmp_path):
     tensors, tag, overrides = _fixture(name)
     path = _mmcv_checkpoint(tensors, tmp_path / f"{name}.pth")
-    model = setr.create_model(tag, checkpoint_path=path, **overrides).eval()
+    model = setr.create_model(tag, checkpoint_path=path, **overrides, aux_heads=True).eval()
     assert model.info.loaded_from["format"] == "mmseg"
 
     with torch.no_grad():
@@ -65,7 +65,7 @@ def test_dropping_the_patch_bias_changes_the_logits():
     # The mmseg 1.2 pitfall in numbers: loading without the bias is a different network.
     tensors, tag, overrides = _fixture("pup_cityscapes")
     state = {k[len("state_dict.") :]: v for k, v in tensors.items() if k.startswith("state_dict.")}
-    model = setr.create_model(tag, **overrides).eval()
+    model = setr.create_model(tag, **overrides, aux_heads=True).eval()
     converted = convert_state_dict(state, model)
     converted["encoder.patch_embed.proj.bias"] = torch.zeros_like(converted["encoder.patch_embed.proj.bias"])
     model.load_state_dict(converted)
@@ -79,7 +79,7 @@ def test_missing_patch_bias_is_refused_with_the_mmseg_12_explanation(tmp_path):
     del tensors[f"state_dict.{PATCH_BIAS}"]
     path = _mmcv_checkpoint(tensors, tmp_path / "resaved_by_mmseg12.pth")
     with pytest.raises(ConversionError, match=r"resaved_by_mmseg12\.pth.*patch_bias=False.*original file"):
-        setr.create_model(tag, checkpoint_path=path, **overrides)
+        setr.create_model(tag, checkpoint_path=path, **overrides, aux_heads=True)
 
 
 def test_official_topology_refuses_an_mmseg_checkpoint(tmp_path):
@@ -87,13 +87,13 @@ def test_official_topology_refuses_an_mmseg_checkpoint(tmp_path):
     path = _mmcv_checkpoint(tensors, tmp_path / "mmseg.pth")
     # The official Naive head has conv biases and upsamples once: not mmseg's network.
     with pytest.raises(ConversionError, match=r"missing from the checkpoint: .*convs\.0\.conv\.bias"):
-        setr.create_model("setr_naive_vitl_cityscapes.official_80k", checkpoint_path=path, **overrides)
+        setr.create_model("setr_naive_vitl_cityscapes.official_80k", checkpoint_path=path, **overrides, aux_heads=True)
 
 
 def test_wrong_class_count_names_both_counts(tmp_path):
     tensors, tag, overrides = _fixture("pup_cityscapes")
     path = _mmcv_checkpoint(tensors, tmp_path / "pup.pth")
-    model = setr.create_model(tag, num_classes=21, **overrides)
+    model = setr.create_model(tag, num_classes=21, **overrides, aux_heads=True)
     with pytest.raises(ConversionError, match=r"pup\.pth: mmseg checkpoint has 19 classes but the model .* has 21"):
         load_checkpoint(model, path)
 
@@ -103,14 +103,14 @@ def test_unmapped_key_is_listed(tmp_path):
     tensors["state_dict.neck.extra.weight"] = torch.zeros(1)
     path = _mmcv_checkpoint(tensors, tmp_path / "mla.pth")
     with pytest.raises(ConversionError, match=r"could not be mapped: neck\.extra\.weight"):
-        setr.create_model(tag, checkpoint_path=path, **overrides)
+        setr.create_model(tag, checkpoint_path=path, **overrides, aux_heads=True)
 
 
 def test_mla_aux_heads_follow_their_levels(tmp_path):
     # A model with aux heads on levels [2, 0] takes mmseg's aux heads 1 and 3, and refuses the others.
     tensors, tag, overrides = _fixture("mla_cityscapes")
     state = {k[len("state_dict.") :]: v for k, v in tensors.items() if k.startswith("state_dict.")}
-    model = setr.create_model(tag, **dict(overrides, aux_indices=[2, 0]))
+    model = setr.create_model(tag, **dict(overrides, aux_indices=[2, 0], aux_heads=True))
     with pytest.raises(ConversionError, match=r"auxiliary_head\.0\.conv_seg.*auxiliary_head\.2\.conv_seg"):
         convert_state_dict(state, model)
     kept = {k: v for k, v in state.items() if not k.startswith(("auxiliary_head.0.", "auxiliary_head.2."))}
@@ -135,7 +135,7 @@ def test_full_size_key_layouts_map_onto_the_zoo_models(keys, tag):
     source = read_key_list(keys)
     source[PATCH_BIAS] = torch.empty(1024, device="meta")
     with torch.device("meta"):
-        model = setr.create_model(tag)
+        model = setr.create_model(tag, aux_heads=True)
     assert detect_format(source) == "mmseg"
     converted = convert_state_dict(source, model)
     dropped = len(source) - len(converted)
@@ -148,7 +148,8 @@ def test_cls_token_is_kept_for_naive_and_dropped_with_its_slot_for_mla():
     mla, _, mla_over = _fixture("mla_cityscapes")
     for tensors, overrides, head in ((naive, naive_over, "naive"), (mla, mla_over, "mla")):
         state = {k[len("state_dict.") :]: v for k, v in tensors.items() if k.startswith("state_dict.")}
-        converted = convert_state_dict(state, SETR(head=head, **{**_mmseg_topology(head), **overrides}))
+        aux = {"aux_indices": [0, 1, 2, 3]} if head == "mla" else {}
+        converted = convert_state_dict(state, SETR(head=head, **{**_mmseg_topology(head), **aux, **overrides}))
         pos = state["backbone.pos_embed"]
         if head == "mla":
             assert "encoder.cls_token" not in converted

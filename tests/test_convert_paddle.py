@@ -69,7 +69,7 @@ def test_golden_mla_logits_through_pdparams(tmp_path):
     assert "aux_decoder5.aux.weight" in paddle  # built by PaddleViT, never run
     path = _write(paddle, tmp_path / "SETR_MLA.pdparams")
     model = setr.create_model(
-        "setr_mla_vitl_cityscapes.paddlevit_80k", checkpoint_path=path, **TINY, **TINY_TAPS["mla"]
+        "setr_mla_vitl_cityscapes.paddlevit_80k", checkpoint_path=path, aux_heads=True, **TINY, **TINY_TAPS["mla"]
     ).eval()
     assert model.info.loaded_from["format"] == "paddlevit"
     assert model.config["class_token"] is False and model.config["aux_indices"] == [0, 1, 2]
@@ -148,7 +148,7 @@ def test_naive_and_pup_round_trip_exactly(head, tmp_path):
                 module.running_var.uniform_(0.5, 1.5)
     path = _write(_export_ours_to_paddlevit(source), tmp_path / f"{head}.pdparams")
     tag = f"setr_{head}_vitl_cityscapes.paddlevit_80k"
-    loaded = setr.create_model(tag, checkpoint_path=path, **tiny_kwargs(head)).eval()
+    loaded = setr.create_model(tag, checkpoint_path=path, **tiny_kwargs(head, aux_heads=True)).eval()
     for key, value in source.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(loaded.state_dict()[key], value), key
@@ -161,7 +161,7 @@ def test_naive_and_pup_round_trip_exactly(head, tmp_path):
 def test_full_size_key_layouts_map_onto_the_zoo_models(head):
     source = read_key_list(f"paddlevit_setr_keys_{head}_vitl_cityscapes.txt")
     with torch.device("meta"):
-        model = setr.create_model(f"setr_{head}_vitl_cityscapes.paddlevit_80k")
+        model = setr.create_model(f"setr_{head}_vitl_cityscapes.paddlevit_80k", aux_heads=True)
     assert detect_format(source) == "paddlevit"
     converted = convert_state_dict(source, model)
     assert converted.keys() == model.state_dict().keys()
@@ -173,12 +173,12 @@ def test_official_topology_with_cls_token_is_refused(tmp_path):
     tensors, _ = load_golden("mla")
     path = _write(official_to_paddlevit(golden_state_dict(tensors)), tmp_path / "mla.pdparams")
     with pytest.raises(ConversionError, match=r"mla\.pdparams: .*drops the cls token.*class_token=False"):
-        setr.create_model("setr_pup_vitl_cityscapes", checkpoint_path=path, **TINY)
+        setr.create_model("setr_pup_vitl_cityscapes", checkpoint_path=path, **TINY, aux_heads=True)
 
 
 def test_mla_with_four_aux_heads_keeps_aux_decoder5(tmp_path):
     tensors, _ = load_golden("mla")
     paddle = official_to_paddlevit(golden_state_dict(tensors))
-    model = SETR(**tiny_kwargs("mla"))  # default: 4 aux heads
+    model = SETR(**tiny_kwargs("mla"))  # the official 4 aux heads
     converted = convert_state_dict(read_pdparams(_write(paddle, tmp_path / "m.pdparams")), model)
     assert np.array_equal(converted["aux_heads.3.classifier.weight"].numpy(), paddle["aux_decoder5.aux.weight"])

@@ -17,7 +17,7 @@ OFFICIAL_PARAMS = {"naive": 306.54e6, "pup": 319.06e6, "mla": 310.76e6}
 
 def meta_model(name: str, **kwargs) -> setr.SETR:
     with torch.device("meta"):
-        return setr.create_model(name, **kwargs)
+        return setr.create_model(name, **{"aux_heads": True, **kwargs})
 
 
 @pytest.mark.parametrize("head", ["naive", "pup", "mla"])

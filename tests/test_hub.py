@@ -40,8 +40,10 @@ def test_save_and_load_round_trip(tmp_path):
     card = (tmp_path / "README.md").read_text()
     for expected in ("48.62", "50.09", "ade20k", "sliding window 512/341", "@inproceedings{zheng2021rethinking"):
         assert expected in card
-    loaded = setr.from_pretrained(tmp_path)
+    loaded = setr.from_pretrained(tmp_path, aux_heads=True)
     assert loaded.config == model.config and not loaded.training
+    plain = setr.from_pretrained(tmp_path)  # training-only auxiliary heads are kept only when asked for
+    assert not plain.aux_heads and plain.config == {**model.config, "aux_indices": []}
     assert loaded.info.class_names[:2] == ("wall", "building")
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():

@@ -58,8 +58,10 @@ def test_bare_zoo_name_resolves_to_its_default_tag():
 
 def test_tag_applies_its_framework_topology():
     with torch.device("meta"):
-        mmseg = setr.create_model("setr_pup_vitl_cityscapes.mmseg_80k", embed_dim=64, num_heads=4)
-        paddle = setr.create_model("setr_mla_vitl_pcontext.paddlevit_80k_bs16", embed_dim=64, num_heads=4)
+        mmseg = setr.create_model("setr_pup_vitl_cityscapes.mmseg_80k", embed_dim=64, num_heads=4, aux_heads=True)
+        paddle = setr.create_model(
+            "setr_mla_vitl_pcontext.paddlevit_80k_bs16", embed_dim=64, num_heads=4, aux_heads=True
+        )
     assert mmseg.config["decode_up_scales"] == [2, 2, 2, 2] and len(mmseg.aux_heads) == 3
     assert mmseg.config["head_conv_bias"] is False
     assert paddle.config["aux_indices"] == [0, 1, 2]
@@ -78,9 +80,10 @@ def test_overrides_reach_the_constructor():
 
 def test_base_variants_use_the_official_taps():
     with torch.device("meta"):
-        naive = setr.create_model("setr_naive_vitb")
-        pup = setr.create_model("setr_pup_deitb")
+        naive = setr.create_model("setr_naive_vitb", aux_heads=True)
+        pup = setr.create_model("setr_pup_deitb", aux_heads=True)
         mla = setr.create_model("setr_mla_deitb")
+        assert not setr.create_model("setr_naive_vitb").aux_heads  # only when asked for
     assert (naive.config["decode_index"], naive.config["aux_indices"]) == (11, [2, 5, 8])
     assert (pup.config["decode_index"], pup.config["aux_indices"]) == (11, [4, 7, 9, 11])
     assert mla.config["mla_indices"] == [2, 5, 8, 11]

@@ -21,7 +21,7 @@ NAMES = setr.list_models()
 
 def tiny_model(name: str) -> setr.SETR:
     torch.manual_seed(0)
-    model = setr.create_model(name, **TINY_OVERRIDES).eval()
+    model = setr.create_model(name, **TINY_OVERRIDES, aux_heads=True).eval()
     randomise_norms(model)  # non-trivial BatchNorm statistics: a wrong fold shows
     return model
 
@@ -59,7 +59,7 @@ def test_config_round_trip(name):
 def test_save_pretrained_round_trip(name, tmp_path):
     model = tiny_model(name)
     model.save_pretrained(tmp_path / "saved")
-    loaded = setr.from_pretrained(tmp_path / "saved")
+    loaded = setr.from_pretrained(tmp_path / "saved", aux_heads=True)
     assert loaded.config == model.config
     assert loaded.info == model.info
     x = torch.randn(1, 3, 48, 32)

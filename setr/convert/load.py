@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from timm.models import adapt_input_conv
 
 from ._common import ConversionError, check_against_model
 from .io import read_checkpoint
@@ -71,9 +73,28 @@ def convert_state_dict(
         )
     if fmt not in _CONVERTERS:
         raise ConversionError(f"unknown checkpoint format {fmt!r}; supported: {', '.join(_CONVERTERS)}")
-    converted = _CONVERTERS[fmt](state_dict, model.config)
+    converted = _adapt_input_channels(_CONVERTERS[fmt](state_dict, model.config), model)
     check_against_model(converted, model, f"{fmt} checkpoint")
     return converted
+
+
+def _adapt_input_channels(converted: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Fit a patch embedding trained on another channel count to ``model``'s with timm's
+    ``adapt_input_conv`` (1 channel: the sum over RGB; more: RGB repeated, rescaled by 3/C), warning."""
+    key = "encoder.patch_embed.proj.weight"
+    expected = model.state_dict().get(key)
+    weight = converted.get(key)
+    if expected is None or weight is None or weight.ndim != 4 or weight.shape[1] == expected.shape[1]:
+        return converted
+    if weight.shape[1] != 3 or weight.shape[0] != expected.shape[0] or weight.shape[2:] != expected.shape[2:]:
+        return converted  # not a 3-channel embedding of this model: the strict check reports it
+    warnings.warn(
+        f"the checkpoint's patch embedding reads 3 channels and the model {expected.shape[1]}: adapted with "
+        "timm's adapt_input_conv (1 channel: RGB summed; more: RGB repeated and scaled by 3/C); set "
+        "model.info = model.info.replace(mean=..., std=...) for your channels' statistics",
+        stacklevel=4,
+    )
+    return {**converted, key: adapt_input_conv(expected.shape[1], weight)}
 
 
 def load_checkpoint(

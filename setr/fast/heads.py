@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..models._ops import resize, tokens_to_map
+from ..models._ops import resize
 from ..models.heads import UpHead
 from .strips import STRIP_BYTES, can_run_in_strips, upsample_conv_classify_in_strips
 
-__all__ = ["FastUpHead", "runs_last_stage_in_strips"]
+__all__ = ["FastUpHead", "channels_last_map", "runs_last_stage_in_strips"]
 
 
 def runs_last_stage_in_strips(head: UpHead) -> bool:
@@ -23,8 +23,8 @@ def runs_last_stage_in_strips(head: UpHead) -> bool:
 class FastUpHead(UpHead):
     """An :class:`~setr.models.heads.UpHead` whose inference forward runs the last stage in strips
     when :func:`runs_last_stage_in_strips` allowed it at optimisation time (``strips``); its stages
-    are whatever the optimisation made them (folded, channels-last). In training mode or with
-    autograd on it is the plain forward.
+    are whatever the optimisation made them (folded, channels-last), and the token map is a
+    channels-last view rather than a copy. In training mode or with autograd on it is the plain forward.
 
     ``(B, h*w, D) -> (B, num_classes, *out_size)``.
     """
@@ -35,15 +35,27 @@ class FastUpHead(UpHead):
     """Bytes of upsampled map per strip."""
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int]) -> torch.Tensor:
-        if not self.strips or self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled():
             return super().forward(tokens, grid, out_size)
-        x = tokens_to_map(self.norm(tokens), grid)
-        for conv, scale in zip(self.convs[:-2], self.up_scales[:-2]):
+        x = channels_last_map(self.norm(tokens), grid)
+        whole_stages = len(self.convs) - 2 if self.strips else len(self.convs)
+        for conv, scale in zip(self.convs[:whole_stages], self.up_scales[:whole_stages]):
             x = conv(x)
             if scale != 1:
                 x = resize(x, (x.shape[-2] * scale, x.shape[-1] * scale))
+        if not self.strips:
+            return resize(self.classifier(x), out_size)
         x = self.convs[-2](x)
         logits = upsample_conv_classify_in_strips(
             x, self.up_scales[-2], self.convs[-1], self.classifier, self.strip_bytes
         )
         return resize(logits, out_size)
+
+
+def channels_last_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(B, h*w, D) -> (B, D, h, w)`` as a channels-last view of contiguous tokens (no copy, unlike
+    the reference :func:`setr.models._ops.tokens_to_map`)."""
+    batch, count, dim = tokens.shape
+    if count != grid[0] * grid[1]:
+        raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")
+    return tokens.reshape(batch, grid[0], grid[1], dim).permute(0, 3, 1, 2)

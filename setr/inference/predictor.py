@@ -147,6 +147,12 @@ class Predictor:
         info = _info(model)
         self.mean = tuple(info.mean) if info.mean else IMAGENET_MEAN
         self.std = tuple(info.std) if info.std else IMAGENET_STD
+        self.channels = int(getattr(model, "config", {}).get("in_chans", 3))
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(
+                f"the model takes {self.channels} channels but model.info has {len(self.mean)} means and "
+                f"{len(self.std)} stds; set model.info = model.info.replace(mean=..., std=...) with one per channel"
+            )
         if optimize is None:
             optimize = self.device.type == "cpu"
         self.network_model = optimize_for_inference(self.model) if optimize else self.model
@@ -214,7 +220,7 @@ class Predictor:
             A :class:`Segmentation` for one image, a list of them for a batch; tensors on the CPU.
         """
         single = not is_batch(images)
-        rgb = to_rgb_tensors(images)
+        rgb = to_rgb_tensors(images, self.channels)
         results: list[Segmentation] = []
         if ms_flip:
             for image in rgb:

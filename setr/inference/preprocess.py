@@ -59,7 +59,31 @@ def _to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     )
 
 
-def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
+def _to_channels_tensor(image: ImageInput, channels: int) -> torch.Tensor:
+    """An image of a model with ``channels != 3`` inputs as ``(channels, H, W)`` floats."""
+    if isinstance(image, (str, os.PathLike, Image.Image)):
+        if channels != 1:
+            raise ValueError(
+                f"a {channels}-channel model reads arrays (H, W, {channels}) or tensors ({channels}, H, W), "
+                "not image files or PIL images"
+            )
+        grey = Image.open(image) if not isinstance(image, Image.Image) else image
+        return torch.from_numpy(np.asarray(grey.convert("L"), dtype=np.float32).copy())[None]
+    if isinstance(image, np.ndarray):
+        array = image[:, :, None] if image.ndim == 2 and channels == 1 else image
+        if array.ndim != 3 or array.shape[2] != channels:
+            raise ValueError(f"this model takes {channels}-channel arrays (H, W, {channels}), got shape {image.shape}")
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != channels:
+            raise ValueError(
+                f"this model takes {channels}-channel tensors ({channels}, H, W), got shape {tuple(image.shape)}"
+            )
+        return image.float()
+    raise TypeError(f"unsupported image type {type(image).__name__}: pass a numpy array or a tensor")
+
+
+def to_rgb_tensor(image: ImageInput, channels: int = 3) -> torch.Tensor:
     """One image as a float ``(3, H, W)`` tensor of RGB values on the 0-255 scale.
 
     Args:
@@ -69,6 +93,10 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
             dtype (as the official SETR pipeline): divide nothing, and pass BGR images reversed.
             A floating-point image whose values all lie in [0, 1] is almost certainly on the
             0-1 scale: it is used as given, with a warning.
+        channels: the model's input channels. Other than 3 (e.g. RGB + depth, multispectral),
+            arrays must be ``(H, W, channels)`` and tensors ``(channels, H, W)``, with values on
+            the scale of the model's ``info.mean``/``info.std``; a 1-channel model also reads
+            image files and PIL images as greyscale.
 
     Raises:
         TypeError: an unsupported type.
@@ -78,7 +106,7 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     floating = isinstance(image, torch.Tensor | np.ndarray) and (
         image.dtype.is_floating_point if isinstance(image, torch.Tensor) else np.issubdtype(image.dtype, np.floating)
     )
-    rgb = _to_rgb_tensor(image)
+    rgb = _to_rgb_tensor(image) if channels == 3 else _to_channels_tensor(image, channels)
     if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
         raise ValueError(f"empty image of shape {tuple(rgb.shape)}")
     if not bool(torch.isfinite(rgb).all()):
@@ -92,11 +120,12 @@ def to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     return rgb
 
 
-def to_rgb_tensors(images: ImageInput | Sequence[ImageInput]) -> list[torch.Tensor]:
-    """Every image of ``images`` (one image or a batch, see :func:`is_batch`) as ``(3, H, W)`` 0-255 floats."""
+def to_rgb_tensors(images: ImageInput | Sequence[ImageInput], channels: int = 3) -> list[torch.Tensor]:
+    """Every image of ``images`` (one image or a batch, see :func:`is_batch`) as ``(channels, H, W)``
+    floats (0-255 RGB for 3 channels)."""
     if not is_batch(images):
-        return [to_rgb_tensor(images)]
-    return [to_rgb_tensor(image) for image in images]
+        return [to_rgb_tensor(images, channels)]
+    return [to_rgb_tensor(image, channels) for image in images]
 
 
 def normalize(
@@ -104,9 +133,15 @@ def normalize(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """``(images - mean) / std`` per channel, for ``(..., 3, H, W)`` RGB values on the 0-255 scale."""
-    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    """``(images - mean) / std`` per channel, for ``(..., C, H, W)`` images (RGB on the 0-255 scale
+    for the default ImageNet statistics); ``mean`` and ``std`` have one value per channel."""
+    if len(mean) != images.shape[-3] or len(std) != images.shape[-3]:
+        raise ValueError(
+            f"{images.shape[-3]}-channel images need one mean and std per channel, got {len(mean)} and {len(std)}; "
+            "set model.info = model.info.replace(mean=..., std=...)"
+        )
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
     return (images - mean_t) / std_t
 
 
@@ -114,21 +149,23 @@ def preprocess(
     images: ImageInput | Sequence[ImageInput],
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channels: int = 3,
 ) -> torch.Tensor:
     """Images of one size as the normalised batch ``model(x)`` takes.
 
     Args:
         images: one image or a batch (see :func:`to_rgb_tensor`), all of the same size.
-        mean: RGB mean on the 0-255 scale (``model.pretrained_cfg["mean"]``).
-        std: RGB std on the 0-255 scale.
+        mean: per-channel mean, RGB on the 0-255 scale by default (``model.info.mean``).
+        std: per-channel std (``model.info.std``).
+        channels: the model's input channels (``model.config["in_chans"]``).
 
     Returns:
-        ``(B, 3, H, W)`` float32, normalised.
+        ``(B, channels, H, W)`` float32, normalised.
 
     Raises:
         ValueError: images of different sizes (use :class:`setr.inference.Predictor` for those).
     """
-    tensors = to_rgb_tensors(images)
+    tensors = to_rgb_tensors(images, channels)
     sizes = {tuple(t.shape[-2:]) for t in tensors}
     if len(sizes) > 1:
         raise ValueError(

@@ -4,9 +4,9 @@ from .encoder import ViTEncoder
 from .heads import MLAAuxHead, MLAHead, MLANeck, NaiveHead, PUPAuxHead, PUPHead, UpHead
 from .info import ModelInfo, Release
 from .patch_embed import PatchEmbed
-from .segmentor import HEAD_TYPES, SETR, default_taps
+from .segmentor import HEAD_TYPES, SETR, default_taps, official_aux_indices
 
 __all__ = [
     "HEAD_TYPES", "MLAAuxHead", "MLAHead", "MLANeck", "ModelInfo", "NaiveHead", "PUPAuxHead", "PUPHead",
-    "PatchEmbed", "Release", "SETR", "UpHead", "ViTEncoder", "default_taps",
+    "PatchEmbed", "Release", "SETR", "UpHead", "ViTEncoder", "default_taps", "official_aux_indices",
 ]  # fmt: skip

@@ -11,14 +11,15 @@ __all__ = ["ConvBNReLU", "resize", "tokens_to_map"]
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """``(B, h*w, D) -> (B, D, h, w)`` for a row-major token grid ``(h, w)``.
+    """``(B, h*w, D) -> (B, D, h, w)`` for a row-major token grid ``(h, w)``, as a contiguous map.
 
-    For contiguous tokens the result is a channels-last view of the same memory (no copy).
+    Contiguous (a copy), so that the heads' weight gradients have the parameters' own strides,
+    which DDP requires of them; the inference fast path uses a channels-last view instead.
     """
     count = tokens.shape[1]
     if count != grid[0] * grid[1]:
         raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")
-    return rearrange(tokens, "b (h w) d -> b d h w", h=grid[0], w=grid[1])
+    return rearrange(tokens, "b (h w) d -> b d h w", h=grid[0], w=grid[1]).contiguous()
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:

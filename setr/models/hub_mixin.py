@@ -149,8 +149,11 @@ class SETRHubMixin(
         Args:
             pretrained_model_name_or_path: folder or ``owner/name`` on the Hub.
             **kwargs: ``revision``, ``cache_dir``, ``force_download``, ``local_files_only``,
-                ``token``, and constructor overrides; a different ``num_classes`` loads everything
-                else and re-initialises the classifiers (with a warning).
+                ``token``, ``aux_heads`` (keep the saved auxiliary heads, for training with their
+                losses; default: dropped, see :meth:`SETR.drop_aux_heads`), and constructor
+                overrides; a different ``num_classes`` loads everything else and re-initialises
+                the classifiers (with a warning); a different ``in_chans`` adapts the patch
+                embedding (with a warning).
 
         Raises:
             FileNotFoundError: the folder or repository lacks ``config.json`` or ``model.safetensors``.
@@ -216,10 +219,15 @@ class SETRHubMixin(
                     token=token,
                 )  # fmt: skip
             )
+        aux_heads = model_kwargs.pop("aux_heads", False)
+        if not isinstance(aux_heads, bool):
+            raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")
         saved_classes = config.get("num_classes")
         wanted_classes = model_kwargs.pop("num_classes", saved_classes)
         model = cls(**model_kwargs, num_classes=saved_classes)
-        model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY)))
+        model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY))).for_channels(
+            model.config["in_chans"]
+        )
         if strict:
             load_checkpoint(model, weights, "setr")
         else:
@@ -227,6 +235,13 @@ class SETRHubMixin(
         model.to(map_location)
         if wanted_classes != saved_classes:
             reinit_classifiers(model, wanted_classes, model_id)
+        if aux_heads and not model.aux_heads:
+            raise ValueError(
+                f"{model_id} was saved without auxiliary heads: load it with aux_heads=False and train "
+                "without auxiliary losses"
+            )
+        if not aux_heads:
+            model.drop_aux_heads()
         return model.eval()
 
 

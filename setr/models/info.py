@@ -67,8 +67,8 @@ class ModelInfo:
         dataset: ``cityscapes``, ``ade20k``, ``pcontext`` or a user's dataset name.
         class_names: one name per output class, when known.
         palette: one RGB colour per class, when known.
-        mean: RGB normalisation mean on the 0-255 scale.
-        std: RGB normalisation std on the 0-255 scale.
+        mean: normalisation mean per input channel (RGB on the 0-255 scale).
+        std: normalisation std per input channel.
         ignore_index: label value that marks unlabelled pixels.
         reduce_zero_label: labels are shifted down by one, 0 becoming ``ignore_index`` (ADE20K).
         protocol: the official test protocol for its dataset; ``None``: a sliding window of the
@@ -86,8 +86,8 @@ class ModelInfo:
     dataset: str | None = None
     class_names: tuple[str, ...] | None = None
     palette: tuple[tuple[int, int, int], ...] | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     ignore_index: int = 255
     reduce_zero_label: bool = False
     protocol: EvalProtocol | None = None
@@ -117,6 +117,19 @@ class ModelInfo:
     def replace(self, **changes: Any) -> ModelInfo:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+    def for_channels(self, in_chans: int) -> ModelInfo:
+        """This info for a model of ``in_chans`` input channels: RGB statistics are carried over
+        the way 3-channel weights are adapted (timm's ``adapt_input_conv``): one channel takes the
+        means of the three, more channels repeat R, G, B in turn. Unchanged when the count fits;
+        set your channels' own statistics with ``replace(mean=..., std=...)``."""
+        if len(self.mean) == in_chans or len(self.mean) != 3:
+            return self
+        if in_chans == 1:
+            return self.replace(mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,))
+        return self.replace(
+            mean=tuple(self.mean[i % 3] for i in range(in_chans)), std=tuple(self.std[i % 3] for i in range(in_chans))
+        )
 
     def without_classes(self) -> ModelInfo:
         """A copy that forgets what no longer holds after the classifiers are re-initialised:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from .heads import MLAAuxHead, MLAHead, MLANeck, UpHead
 from .hub_mixin import SETRHubMixin
 from .info import ModelInfo
 
-__all__ = ["HEAD_TYPES", "SETR", "default_taps"]
+__all__ = ["HEAD_TYPES", "SETR", "default_taps", "official_aux_indices"]
 
 HEAD_TYPES = ("naive", "pup", "mla")
 
@@ -37,6 +38,12 @@ def default_taps(head: str, depth: int) -> list[int]:
     if depth in _OFFICIAL_TAPS:
         return list(_OFFICIAL_TAPS[depth][head])
     return [i * depth // 24 for i in _OFFICIAL_TAPS[24][head]]
+
+
+def official_aux_indices(head: str, depth: int) -> list[int]:
+    """What the official config's auxiliary heads read: encoder blocks for Naive/PUP
+    (:func:`default_taps`), all four neck levels for MLA."""
+    return [0, 1, 2, 3] if head == "mla" else default_taps(head, depth)
 
 
 _POSITIVE_INTS = ("num_classes", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
@@ -79,6 +86,31 @@ def _check_types(args: dict[str, Any]) -> None:
             raise TypeError(f"SETR({name}={value!r}): expected a number in [0, 1)")
     if not isinstance(args["head"], str):
         raise TypeError(f"SETR(head={args['head']!r}): expected 'naive', 'pup' or 'mla'")
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if num_classes == 1:
+        raise ValueError(
+            "num_classes=1: SETR segments with a softmax over classes, so binary segmentation is "
+            "num_classes=2 (background, foreground); the foreground probability is probs[:, 1]"
+        )
+
+
+def _take_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
+    """Block indices in timm's meaning: ``n`` the last ``n``, a sequence those (negative from the
+    end), ``None`` all; checked against ``depth``."""
+    if indices is None:
+        return list(range(depth))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 1 <= indices <= depth:
+            raise ValueError(f"indices={indices}: take between 1 and {depth} last blocks")
+        return list(range(depth - indices, depth))
+    taken = []
+    for i in indices:
+        if not isinstance(i, int) or isinstance(i, bool) or not -depth <= i < depth:
+            raise ValueError(f"block index {i!r} is out of range for an encoder of depth {depth}")
+        taken.append(i % depth)
+    return sorted(set(taken))
 
 
 class SETR(nn.Module, SETRHubMixin):
@@ -151,9 +183,11 @@ class SETR(nn.Module, SETRHubMixin):
             decode_index: encoder block (0-based) read by the Naive/PUP decode head.
                 Default ``depth - 1``.
             aux_indices: what each auxiliary head reads: encoder blocks for Naive/PUP, neck levels
-                for MLA; one head per entry, ``[]`` for none. Default: the official choice
-                (:func:`default_taps`): ViT-L ``(9, 14, 19)`` Naive, ``(9, 14, 19, 23)`` PUP;
-                ViT-B ``(2, 5, 8)`` and ``(4, 7, 9, 11)``; ``(0, 1, 2, 3)`` MLA.
+                for MLA; one training-only auxiliary head per entry. Default: none, so that a plain
+                ``model(x)`` uses every parameter (DDP without ``find_unused_parameters``). The
+                official recipe's heads are :func:`official_aux_indices` (ViT-L ``(9, 14, 19)``
+                Naive, ``(9, 14, 19, 23)`` PUP; ViT-B ``(2, 5, 8)`` and ``(4, 7, 9, 11)``;
+                ``(0, 1, 2, 3)`` MLA), which ``create_model(..., aux_heads=True)`` builds.
             mla_indices: the 4 encoder blocks the MLA neck reads. Default: ViT-L
                 ``(5, 11, 17, 23)``, ViT-B ``(2, 5, 8, 11)`` (:func:`default_taps`).
             head_channels: width of the Naive/PUP conv stages.
@@ -182,8 +216,7 @@ class SETR(nn.Module, SETRHubMixin):
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        _check_num_classes(num_classes)
         is_mla = head == "mla"
         ignored = (
             {"decode_index": decode_index, "decode_kernel_size": decode_kernel_size,
@@ -200,15 +233,13 @@ class SETR(nn.Module, SETRHubMixin):
             mla_indices = list(mla_indices) if mla_indices is not None else default_taps(head, depth)
             if len(mla_indices) != 4:
                 raise ValueError(f"mla_indices needs 4 encoder blocks, got {mla_indices}")
-            aux_indices = list(aux_indices) if aux_indices is not None else [0, 1, 2, 3]
+            aux_indices = list(aux_indices) if aux_indices is not None else []
             decode_index = decode_kernel_size = aux_kernel_size = None
             decode_up_scales = aux_up_scales = None
             encoder_taps = mla_indices
         else:
             decode_index = depth - 1 if decode_index is None else int(decode_index)
-            if aux_indices is None:
-                aux_indices = default_taps(head, depth)
-            aux_indices = [int(i) for i in aux_indices]
+            aux_indices = [int(i) for i in aux_indices] if aux_indices is not None else []
             official_kernel, official_scales = _OFFICIAL_DECODE[head]
             decode_kernel_size = official_kernel if decode_kernel_size is None else decode_kernel_size
             decode_up_scales = list(official_scales if decode_up_scales is None else decode_up_scales)
@@ -240,7 +271,8 @@ class SETR(nn.Module, SETRHubMixin):
         )  # fmt: skip
         self.head_type = head
         self.num_classes = num_classes
-        self.info = ModelInfo()
+        self.encoder_frozen = False
+        self.info = ModelInfo().for_channels(in_chans)
         """Classes, normalisation, test protocol and provenance (filled in by the zoo and by loading)."""
 
         self.encoder = ViTEncoder(
@@ -284,8 +316,8 @@ class SETR(nn.Module, SETRHubMixin):
         if not self.training and not tracing and x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError("the input holds NaN or infinite values; the logits would be meaningless")
 
-    def forward_features(self, x: torch.Tensor, with_aux: bool = False) -> tuple[list[torch.Tensor], tuple[int, int]]:
-        """The features the heads read.
+    def head_inputs(self, x: torch.Tensor, with_aux: bool = False) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """What the heads read.
 
         Returns:
             For Naive/PUP the encoder tokens ``(B, h*w, D)`` of ``[decode_index, *aux_indices]``
@@ -300,6 +332,60 @@ class SETR(nn.Module, SETRHubMixin):
         taps = [cfg["decode_index"], *cfg["aux_indices"]] if with_aux else [cfg["decode_index"]]
         return self.encoder(x, taps)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's ``forward_features``: the tokens ``(B, prefix + h*w, D)`` after the last block
+        (with the cls token first when the model has one; SETR's encoder has no final norm)."""
+        self._check_input(x)
+        tokens, _ = self.encoder.embed(x)
+        for block in self.encoder.blocks:
+            tokens = block(tokens)
+        return tokens
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates`` for the SETR encoder: use it as a backbone.
+
+        Args:
+            x: normalised images ``(B, in_chans, H, W)``.
+            indices: an int ``n`` takes the last ``n`` blocks, a sequence takes those blocks
+                (negative counts from the end), ``None`` all of them.
+            norm: accepted for timm compatibility; SETR's encoder has no final norm (each head
+                normalises its own input), so there is nothing to apply.
+            stop_early: run no block after the last one requested.
+            output_fmt: ``"NCHW"`` for maps ``(B, D, h, w)``, ``"NLC"`` for tokens ``(B, h*w, D)``
+                (prefix tokens removed either way).
+            intermediates_only: return only the list of intermediates.
+
+        Returns:
+            ``(final, intermediates)``: the last block's tokens ``(B, prefix + h*w, D)`` and the
+            requested blocks' outputs in block order; or the list alone. Block ``decode_index``'s
+            output is exactly what the Naive/PUP decode head reads.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        self._check_input(x)
+        encoder = self.encoder
+        depth = encoder.depth
+        take = _take_indices(depth, indices)
+        last = max(take) if stop_early or intermediates_only else depth - 1
+        tokens, (h, w) = encoder.embed(x)
+        intermediates = []
+        for i, block in enumerate(encoder.blocks[: last + 1]):
+            tokens = block(tokens)
+            if i in take:
+                patches = tokens[:, encoder.num_prefix_tokens :]
+                if output_fmt == "NCHW":
+                    patches = patches.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+                intermediates.append(patches)
+        return intermediates if intermediates_only else (tokens, intermediates)
+
     def forward(
         self, x: torch.Tensor, return_aux: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
@@ -313,7 +399,7 @@ class SETR(nn.Module, SETRHubMixin):
             Logits ``(B, num_classes, H, W)``, and with ``return_aux`` the list of auxiliary logits.
         """
         height, width = x.shape[-2:]
-        features, grid = self.forward_features(x, with_aux=return_aux)
+        features, grid = self.head_inputs(x, with_aux=return_aux)
         patch = self.config["patch_size"]
         out_size = (grid[0] * patch, grid[1] * patch)
         if self.neck is not None:
@@ -327,6 +413,46 @@ class SETR(nn.Module, SETRHubMixin):
         if not return_aux:
             return logits
         return logits, [a[..., :height, :width] for a in aux]
+
+    # ------------------------------------------------------------------------ fine-tuning tools
+    def freeze_encoder(self) -> SETR:
+        """Stop training the ViT encoder: its parameters stop requiring gradients and it stays in
+        eval mode (no dropout or stochastic depth) even under ``model.train()``. Returns ``self``."""
+        for param in self.encoder.parameters():
+            param.requires_grad_(False)
+        self.encoder_frozen = True
+        self.encoder.eval()
+        return self
+
+    def unfreeze_encoder(self) -> SETR:
+        """Undo :meth:`freeze_encoder`; the encoder follows the model's train/eval mode again."""
+        for param in self.encoder.parameters():
+            param.requires_grad_(True)
+        self.encoder_frozen = False
+        self.encoder.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> SETR:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups in timm's format, for ``timm.optim.create_optimizer_v2(model,
+        layer_decay=...)``: the embeddings are the first group, then one per block; the MLA neck
+        and the heads are unmatched, which timm puts in the last group (full learning rate)."""
+        return dict(
+            stem=r"^encoder\.(cls_token|pos_embed|patch_embed)",
+            blocks=r"^encoder\.blocks\.(\d+)" if coarse else [(r"^encoder\.blocks\.(\d+)", None)],
+        )
+
+    def drop_aux_heads(self) -> SETR:
+        """Remove the auxiliary heads (they only add training losses) and their taps from the
+        config. Returns ``self``."""
+        self.aux_heads = nn.ModuleList()
+        self.config["aux_indices"] = []
+        return self
 
     # ------------------------------------------------------------------------------- utilities
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -348,6 +474,7 @@ class SETR(nn.Module, SETRHubMixin):
 
         With a new class count, ``info`` forgets the class names, palette and release numbers.
         """
+        _check_num_classes(num_classes)
         if num_classes != self.num_classes:
             self.info = self.info.without_classes()
         for prefix in self.classifier_names():

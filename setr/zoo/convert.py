@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+from safetensors import safe_open
 
 from ..files import check_new_files, check_output_dir
 from ..models import SETR
@@ -40,7 +43,8 @@ def convert_checkpoint(
     """
     check_output_dir(out_dir, "out_dir")
     check_new_files([Path(out_dir) / CONFIG_FILE, Path(out_dir) / WEIGHTS_FILE], force, "force=True (--force)")
-    model = create_model(model_name, checkpoint_path=checkpoint, **overrides)
+    aux = overrides.pop("aux_heads", _has_aux_heads(checkpoint))
+    model = create_model(model_name, checkpoint_path=checkpoint, aux_heads=aux, **overrides)
     loaded = dict(model.info.loaded_from or {})
     loaded["sha256"] = sha256_of(loaded["checkpoint"])  # the file read (a folder's model.safetensors)
     model.info = model.info.replace(loaded_from=loaded, hub_repo=push_to_hub or model.info.hub_repo)
@@ -48,3 +52,21 @@ def convert_checkpoint(
     if push_to_hub:
         model.push_to_hub(push_to_hub)
     return model
+
+
+def _has_aux_heads(checkpoint: str | os.PathLike) -> bool:
+    """Whether a checkpoint holds auxiliary heads (kept by a conversion): a ``save_pretrained``
+    folder or our safetensors says so; every released official, mmseg and PaddleViT checkpoint has them."""
+    path = Path(checkpoint)
+    if (path / CONFIG_FILE).is_file():
+        try:
+            return bool(json.loads((path / CONFIG_FILE).read_text()).get("aux_indices"))
+        except (OSError, ValueError):
+            return True  # let the loader report the damaged folder
+    if path.suffix == ".safetensors" and path.is_file():
+        try:
+            with safe_open(str(path), "pt") as handle:
+                return any(key.startswith("aux_heads.") for key in handle.keys())  # noqa: SIM118
+        except Exception:  # damaged: the loader reports it
+            return True
+    return True

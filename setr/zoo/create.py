@@ -9,19 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from ..convert import ConversionError, detect_format, load_checkpoint, load_timm_encoder, read_checkpoint
-from ..models import SETR
-from ..models.hub_mixin import WEIGHTS_FILE, reinit_classifiers
+from ..models import SETR, official_aux_indices
+from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, reinit_classifiers
 from .hub import load_release_weights
 from .info import describe
-from .registry import lookup, split_model_name, user_entrypoint
+from .registry import is_model, lookup, split_model_name, user_entrypoint
 
 __all__ = ["create_model"]
 
 
 def create_model(
-    name: str,
+    name: str | os.PathLike,
     pretrained: bool = False,
     checkpoint_path: str | os.PathLike | None = None,
+    aux_heads: bool = False,
     **overrides: Any,
 ) -> SETR:
     """Build a SETR model by name.
@@ -29,25 +30,42 @@ def create_model(
     Args:
         name: an architecture (``"setr_pup_vitl"``), a zoo name (``"setr_pup_vitl_cityscapes"``)
             or a released checkpoint (``"setr_pup_vitl_cityscapes.official_80k"``); see
-            :func:`setr.list_models`. A bare zoo name means its default tag.
+            :func:`setr.list_models`. A bare zoo name means its default tag. A folder written by
+            ``save_pretrained`` (e.g. ``examples/train.py``'s ``runs/train/final``) that is not a
+            zoo name loads as :func:`setr.from_pretrained` would.
         pretrained: download the name's safetensors from the Hugging Face Hub and load them.
         checkpoint_path: load weights from a local file instead: an official, mmsegmentation or
             PaddleViT checkpoint, our own safetensors or a ``save_pretrained`` folder (the format
-            is detected); timm ImageNet ViT weights initialise the encoder only (with a warning).
+            is detected; a folder's own ``config.json`` gives the architecture); timm ImageNet ViT
+            weights initialise the encoder only (with a warning).
+        aux_heads: build the official recipe's auxiliary heads (training-only; their weights are
+            loaded when the checkpoint has them). Without them ``model(x)`` uses every parameter,
+            so a user's DDP needs no ``find_unused_parameters``. An explicit ``aux_indices``
+            override builds those heads instead.
         **overrides: constructor arguments of :class:`setr.SETR` (``img_size``, ``num_classes``,
-            ``decode_index``, ...). With weights, a different ``num_classes`` loads everything
-            else and re-initialises the classifiers.
+            ``in_chans``, ``decode_index``, ...). With weights, a different ``num_classes`` loads
+            everything else and re-initialises the classifiers; a different ``in_chans`` adapts
+            the patch embedding (with a warning).
 
     Raises:
         TypeError: ``name`` is not a string.
         KeyError: unknown name or tag (the message lists the closest names).
         setr.convert.ConversionError: the weights do not fit the model.
     """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_model(name) and _is_model_folder(name)):
+        if pretrained or checkpoint_path is not None:
+            raise ValueError(f"{name} is a model folder: it brings its own weights; drop pretrained/checkpoint_path")
+        return SETR.from_pretrained(name, aux_heads=aux_heads, **overrides)
     base, _ = split_model_name(name)
     if pretrained and checkpoint_path is not None:
         raise ValueError("give either pretrained=True or checkpoint_path, not both")
+    if not isinstance(aux_heads, bool):
+        raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")
+    if checkpoint_path is not None and _is_model_folder(checkpoint_path):
+        return _load_model_folder(name, checkpoint_path, aux_heads, overrides)
     load_weights = pretrained or checkpoint_path is not None
     requested_classes = overrides.pop("num_classes", None) if load_weights else None
+    explicit_aux = "aux_indices" in overrides
 
     custom = user_entrypoint(base)
     if custom is not None:
@@ -62,10 +80,13 @@ def create_model(
                 "or pass checkpoint_path"
             )
         kwargs = {**entry.kwargs(), **(release.model_overrides if release else {}), **overrides}
+        if (aux_heads or load_weights) and "aux_indices" not in kwargs:
+            # released checkpoints hold the official auxiliary heads: build them to load strictly
+            kwargs["aux_indices"] = official_aux_indices(kwargs["head"], kwargs["depth"])
 
         def build(**extra: Any) -> SETR:
             model = SETR(**{**kwargs, **extra})
-            model.info = describe(entry, tag, release, model.num_classes)
+            model.info = describe(entry, tag, release, model.num_classes).for_channels(model.config["in_chans"])
             return model
 
     if checkpoint_path is not None:
@@ -76,6 +97,27 @@ def create_model(
             load_release_weights(model, entry.name, tag)
     if requested_classes is not None and requested_classes != model.num_classes:
         reinit_classifiers(model, requested_classes, name)
+    if not aux_heads and not explicit_aux:
+        model.drop_aux_heads()
+    return model
+
+
+def _is_model_folder(path: str | os.PathLike) -> bool:
+    return (Path(path).expanduser() / CONFIG_FILE).is_file()
+
+
+def _load_model_folder(name: str, folder: str | os.PathLike, aux_heads: bool, overrides: dict[str, Any]) -> SETR:
+    """``checkpoint_path=`` a ``save_pretrained`` folder: its ``config.json`` gives the architecture
+    (the weights were saved for it), so ``name`` must only agree on the head type."""
+    entry, _, _ = lookup(name) if user_entrypoint(split_model_name(name)[0]) is None else (None, None, None)
+    model = SETR.from_pretrained(folder, aux_heads=aux_heads, **overrides)
+    if entry is not None and model.config["head"] != entry.head:
+        raise ValueError(
+            f"{folder} holds a {model.config['head']} model, not a {entry.head} one like {name}; "
+            f"load the folder itself with --model {folder} (create_model('{folder}'))"
+        )
+    weights = Path(folder).expanduser() / WEIGHTS_FILE
+    model.info = model.info.replace(loaded_from={"checkpoint": str(weights), "format": "setr"})
     return model
 
 
