@@ -310,3 +310,17 @@ def test_trains_on_a_folder_dataset(tmp_path):
     result = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= result["mIoU"] <= 1.0
     assert len(list((tmp_path / "run" / "predictions").glob("*_pred.png"))) == 2
+
+    # train, then predict and evaluate: the run's final/ folder is the model name, no overrides
+    from setr.cli import main
+
+    final = tmp_path / "run" / "final"
+    image = root / "images" / "val" / "4.png"
+    assert main(["predict", "--model", str(final), str(image), "--out", str(tmp_path / "masks")]) == 0
+    assert (tmp_path / "masks" / "4.png").is_file()
+    assert main(["predict", "--model", "setr_naive_vitl", "--checkpoint", str(final), str(image),
+                 "--out", str(tmp_path / "masks2")]) == 0  # fmt: skip
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(final), "--dataset", "folder", "--root", str(root), "--split", "val",
+                 "--workers", "0", "--json", str(report)]) == 0  # fmt: skip
+    assert json.loads(report.read_text())["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)

@@ -443,7 +443,7 @@ class SETR(nn.Module, SETRHubMixin):
         layer_decay=...)``: the embeddings are the first group, then one per block; the MLA neck
         and the heads are unmatched, which timm puts in the last group (full learning rate)."""
         return dict(
-            stem=r"^encoder\.(cls_token|pos_embed|patch_embed)",
+            stem=r"^encoder\.(?:cls_token|pos_embed|patch_embed)",
             blocks=r"^encoder\.blocks\.(\d+)" if coarse else [(r"^encoder\.blocks\.(\d+)", None)],
         )
 
