@@ -150,6 +150,25 @@ def test_forward_intermediates_feed_the_mla_neck_and_take_timm_indices():
         model.forward_intermediates(x, output_fmt="NHWC")
 
 
+def test_features_only_returns_the_encoder_with_the_loaded_weights_in_timm_style(tmp_path):
+    model = tiny("pup").eval()
+    model.save_pretrained(tmp_path / "m")
+    backbone = setr.create_model("setr_pup_vitl_cityscapes", checkpoint_path=tmp_path / "m", features_only=True,
+                                 out_indices=[1, -1]).eval()  # fmt: skip
+    assert isinstance(backbone, setr.models.SETRBackbone) and backbone.out_indices == (1, 3)
+    assert backbone.feature_info.channels() == [32, 32] and backbone.feature_info.reduction() == [16, 16]
+    x = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        expected = model.forward_intermediates(x, indices=[1, 3], intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(backbone(x), expected))
+    assert set(backbone.state_dict()) == {k for k in model.state_dict() if k.startswith("encoder.")}
+    assert setr.create_model("setr_mla_vitl", features_only=True, **TINY).out_indices == (0, 1, 2, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        setr.create_model("setr_pup_vitl", features_only=True, out_indices=[4], **TINY)
+    with pytest.raises(ValueError, match="features_only=True"):
+        setr.create_model("setr_pup_vitl", out_indices=[1], **TINY)
+
+
 # ------------------------------------------------------------------------------ DDP, aux heads
 DDP_USER_LOOP = """
 import os, sys, warnings

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..convert import ConversionError, detect_format, load_checkpoint, load_timm_encoder, read_checkpoint
-from ..models import SETR, official_aux_indices
+from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
 from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, reinit_classifiers
 from .hub import load_release_weights
 from .info import describe
@@ -23,8 +23,10 @@ def create_model(
     pretrained: bool = False,
     checkpoint_path: str | os.PathLike | None = None,
     aux_heads: bool = False,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **overrides: Any,
-) -> SETR:
+) -> SETR | SETRBackbone:
     """Build a SETR model by name.
 
     Args:
@@ -42,6 +44,11 @@ def create_model(
             loaded when the checkpoint has them). Without them ``model(x)`` uses every parameter,
             so a user's DDP needs no ``find_unused_parameters``. An explicit ``aux_indices``
             override builds those heads instead.
+        features_only: return only the encoder, as a :class:`setr.models.SETRBackbone` whose
+            forward gives the ``(B, D, h, w)`` outputs of ``out_indices`` (timm's
+            ``features_only`` style), with the name's weights when asked for.
+        out_indices: the backbone's blocks (with ``features_only``). Default: the four evenly
+            spaced blocks the MLA neck reads (ViT-L ``5, 11, 17, 23``; ViT-B ``2, 5, 8, 11``).
         **overrides: constructor arguments of :class:`setr.SETR` (``img_size``, ``num_classes``,
             ``in_chans``, ``decode_index``, ...). With weights, a different ``num_classes`` loads
             everything else and re-initialises the classifiers; a different ``in_chans`` adapts
@@ -52,6 +59,23 @@ def create_model(
         KeyError: unknown name or tag (the message lists the closest names).
         setr.convert.ConversionError: the weights do not fit the model.
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices applies to features_only=True; pass both, or neither")
+    model = _create_segmentor(name, pretrained, checkpoint_path, aux_heads, overrides)
+    if not features_only:
+        return model
+    if out_indices is None:
+        out_indices = default_taps("mla", model.config["depth"])
+    return SETRBackbone(model.encoder, out_indices)
+
+
+def _create_segmentor(
+    name: str | os.PathLike,
+    pretrained: bool,
+    checkpoint_path: str | os.PathLike | None,
+    aux_heads: bool,
+    overrides: dict[str, Any],
+) -> SETR:
     if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_model(name) and _is_model_folder(name)):
         if pretrained or checkpoint_path is not None:
             raise ValueError(f"{name} is a model folder: it brings its own weights; drop pretrained/checkpoint_path")
