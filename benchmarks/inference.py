@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from _common import (
     QUICK_SIZE,
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--whole", nargs=2, type=int, default=None, help="H W of the whole-image run")
     parser.add_argument("--crop", type=int, default=None)
     parser.add_argument("--stride", type=int, default=None)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["slide", "whole"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["slide", "whole", "resize"])
     args = parser.parse_args()
     if not require_device(args.device):
         return
@@ -99,7 +100,39 @@ def main() -> None:
                       f"{fractions['wall']:.0%} / {fractions['cpu']:.0%}",
                       fmt_bytes(result["peak_bytes"] - result["probe_bytes"]), fmt_bytes(above),
                       fmt_bytes(matrix), f"{above / matrix:.2f}"]]))  # fmt: skip
+    if "resize" not in args.skip:
+        print("\n## Test-time resize of the 0-255 image (in this process, median of 15)\n")
+        print(table(["resize", "now: OpenCV, uint8 in (Predictor)", "now: OpenCV, float 0-255 in",
+                     "before: float bilinear + round", "now (uint8) / before"], resize_rows()))  # fmt: skip
     save_json(args.json, raw)
+
+
+def resize_rows() -> list[list[str]]:
+    """The official OpenCV uint8 resize against the float bilinear + round it replaced."""
+    import torch
+    import torch.nn.functional as F
+
+    from setr.inference import resize_image
+
+    def before(image: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:  # the replaced resize
+        return F.interpolate(image.float(), size=target, mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+
+    rows = []
+    for source, target in (((1024, 2048), (1025, 2049)), ((512, 683), (896, 1195)), ((512, 683), (256, 341))):
+        image = torch.randint(0, 256, (1, 3, *source), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+        as_float = image.float()
+        runs = {"uint8": (resize_image, image), "float": (resize_image, as_float), "before": (before, as_float)}
+        times: dict[str, list[float]] = {key: [] for key in runs}
+        for _ in range(15):
+            for key, (resize, source_image) in runs.items():
+                start = time.perf_counter()
+                resize(source_image, target)
+                times[key].append(time.perf_counter() - start)
+        now, given_float, then = (median(times[key]) for key in ("uint8", "float", "before"))
+        label = f"{source[0]}x{source[1]} -> {target[0]}x{target[1]}"
+        rows.append([label, f"{now * 1e3:.1f} ms", f"{given_float * 1e3:.1f} ms", f"{then * 1e3:.1f} ms",
+                     f"{now / then:.2f}x"])  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

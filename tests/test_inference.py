@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ from setr.inference import (
     normalize,
     predict,
     preprocess,
+    resize_image,
     resolve_protocol,
     single_scale_size,
     slide_inference,
@@ -40,6 +42,66 @@ def tiny_model(head: str = "pup", dataset: str = "cityscapes") -> setr.SETR:
 def rgb(height: int, width: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8)
+
+
+def cv2_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The official pipeline's resize (``mmcv.imrescale``): OpenCV bilinear on the uint8 ``(C, H, W)`` image."""
+    array = image.to(torch.uint8).permute(1, 2, 0).numpy()
+    out = cv2.resize(array, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).reshape(size[0], size[1], -1)
+    return torch.from_numpy(out).permute(2, 0, 1).float()
+
+
+# ------------------------------------------------------------------------------ test resize
+RESIZE_SWEEP = [
+    ((1, 1), (3, 5)), ((2, 3), (1, 1)), ((7, 5), (14, 10)), ((31, 17), (15, 8)), ((64, 64), (32, 32)),
+    ((100, 37), (137, 51)), ((97, 211), (33, 71)), ((40, 72), (61, 110)), ((128, 256), (1025 // 8, 2049 // 8)),
+    ((512, 683), (171, 227)), ((20, 30), (61, 91)), ((33, 33), (32, 34)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize(("source", "target"), RESIZE_SWEEP)
+def test_8bit_resize_equals_opencv_byte_for_byte(source, target, channels):
+    generator = torch.Generator().manual_seed(source[0] * 1000 + target[1] + channels)
+    image = torch.randint(0, 256, (2, channels, *source), generator=generator, dtype=torch.uint8)
+    ours = resize_image(image.float(), target)
+    assert ours.dtype == torch.float32 and ours.shape == (2, channels, *target)
+    for one, resized in zip(image, ours):
+        assert torch.equal(resized, cv2_resize(one, target))
+    assert torch.equal(resize_image(image, target), ours)  # uint8 tensors too
+
+
+def test_8bit_resize_equals_opencv_on_random_sizes_and_scales():
+    rng = np.random.default_rng(16)
+    for _ in range(60):
+        source = tuple(int(v) for v in rng.integers(1, 90, 2))
+        factor = rng.choice([0.25, 0.5, 0.33, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, rng.uniform(0.2, 3.0)])
+        target = tuple(max(1, int(v * factor + 0.5)) for v in source)
+        channels = int(rng.integers(1, 5))
+        image = torch.from_numpy(rng.integers(0, 256, (1, channels, *source), dtype=np.uint8))
+        assert torch.equal(resize_image(image, target)[0], cv2_resize(image[0], target)), (source, target, channels)
+
+
+def test_the_8bit_resize_is_not_float_bilinear_rounded():
+    """What the official pipeline's fixed-point arithmetic changes, i.e. what the sweep can catch."""
+    image = rgb(256, 512).float()[None]
+    ours = resize_image(image, (307, 615))
+    rounded = F.interpolate(image, size=(307, 615), mode="bilinear", align_corners=False).round()
+    differs = (ours != rounded).float().mean().item()
+    assert 0.01 < differs and (ours - rounded).abs().max() == 1  # one grey level on a share of values
+
+
+def test_float_images_keep_the_float_path_unrounded():
+    image = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(0)) * 255  # fractions: not 8-bit
+    expected = F.interpolate(image, size=(41, 61), mode="bilinear", align_corners=False)
+    assert torch.equal(resize_image(image, (41, 61)), expected)
+    eight_bit = image.round()
+    assert not torch.equal(resize_image(eight_bit, (41, 61)), F.interpolate(eight_bit, size=(41, 61), mode="bilinear"))
+    assert torch.equal(
+        resize_image(eight_bit, (41, 61), quantize=False), F.interpolate(eight_bit, size=(41, 61), mode="bilinear")
+    )
+    assert resize_image(image, (20, 30)) is image
+    assert resize_image(torch.empty(0, 3, 20, 30), (10, 15)).shape == (0, 3, 10, 15)
 
 
 # ------------------------------------------------------------------------------ windows
@@ -136,7 +198,7 @@ def test_single_scale_resizes_for_the_network_and_back():
     image = rgb(30, 50)
     predictor = Predictor(model, crop=32, stride=21, test_scale=(100, 40))  # -> 40 x 67
     seg = predictor(image, return_probs=True)
-    resized = F.interpolate(image[None].float(), size=(40, 67), mode="bilinear", align_corners=False).round()
+    resized = cv2_resize(image, (40, 67))[None]
     with torch.no_grad():
         logits = slide_inference(model, normalize(resized), 32, 21)
     expected = F.interpolate(logits, size=(30, 50), mode="bilinear", align_corners=False)[0]
@@ -161,15 +223,14 @@ def test_ms_flip_averages_probabilities_over_scales_and_flips():
     predictor = Predictor(model, crop=32, stride=21, test_scale=None, ms_ratios=[1.0, 1.5])
     probs = predictor(image, ms_flip=True, return_probs=True).probs
 
-    def view(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False).round()
-        logits = slide_inference(model, normalize(x), 32, 21)
+    def view(x: torch.Tensor) -> torch.Tensor:
+        logits = slide_inference(model, normalize(x[None]), 32, 21)
         return F.interpolate(logits, size=(32, 48), mode="bilinear", align_corners=False).softmax(1)[0]
 
-    with torch.no_grad():
-        views = [view(image, (32, 48)), view(image.flip(-1), (32, 48)).flip(-1)]
-        views += [view(image, (48, 72)), view(image.flip(-1), (48, 72)).flip(-1)]
-    torch.testing.assert_close(probs, torch.stack(views).mean(0), atol=1e-5, rtol=0)
+    with torch.no_grad():  # the official order: OpenCV resize of the uint8 image, then the flip
+        same, larger = image.float(), cv2_resize(image, (48, 72))
+        views = [view(same), view(same.flip(-1)).flip(-1), view(larger), view(larger.flip(-1)).flip(-1)]
+    torch.testing.assert_close(probs, torch.stack(views).mean(0), atol=1e-6, rtol=0)
     torch.testing.assert_close(probs.sum(0), torch.ones(32, 48), atol=1e-5, rtol=0)
 
 

@@ -169,28 +169,31 @@ class Predictor:
             return whole_inference(self.network_model, images, self.batch_size)
         return slide_inference(self.network_model, images, self.protocol.crop, self.protocol.stride, self.batch_size)
 
-    def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
-        height, width = images.shape[-2:]
-        x = normalize(resize_image(images, size), self.mean, self.std)
-        logits = self.network(x)
-        if tuple(logits.shape[-2:]) != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    def _logits_at(self, views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits of 0-255 ``views`` (already at the network's input size), resized to ``size``."""
+        logits = self.network(normalize(views.to(self.device, torch.float32), self.mean, self.std))
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
 
+    def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
+        return self._logits_at(resize_image(images, size), tuple(images.shape[-2:]))
+
     def single_scale_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Single-scale logits of same-size 0-255 RGB ``(B, 3, H, W)`` images: ``(B, C, H, W)``."""
-        images = images.to(self.device, torch.float32)
+        """Single-scale logits of same-size 0-255 RGB ``(B, 3, H, W)`` images (uint8 or float, resized
+        where they are, then moved to the device): ``(B, C, H, W)``."""
         return self._view_logits(images, single_scale_size(*images.shape[-2:], self.protocol))
 
     def ms_flip_probs(self, image: torch.Tensor) -> torch.Tensor:
         """Multi-scale (+ flip) softmax probabilities of one 0-255 RGB ``(3, H, W)`` image: ``(C, H, W)``."""
-        image = image.to(self.device, torch.float32)[None]
+        image = image[None]
         total: torch.Tensor | None = None
         views = 0
         for size in multi_scale_sizes(*image.shape[-2:], self.protocol):
-            batch = torch.cat([image, image.flip(-1)]) if self.flip else image
-            probs = self._view_logits(batch, size).softmax(1)
+            view = resize_image(image, size)  # resized, then flipped: the official pipeline's order
+            batch = torch.cat([view, view.flip(-1)]) if self.flip else view
+            probs = self._logits_at(batch, tuple(image.shape[-2:])).softmax(1)
             if self.flip:
                 probs[1] = probs[1].flip(-1)
             summed = probs.sum(0)
@@ -220,7 +223,9 @@ class Predictor:
             A :class:`Segmentation` for one image, a list of them for a batch; tensors on the CPU.
         """
         single = not is_batch(images)
-        rgb = to_rgb_tensors(images, self.channels)
+        rgb = to_rgb_tensors(images, self.channels, keep_uint8=True)  # 8-bit images resize as the official code
+        if len({t.dtype for t in rgb}) > 1:
+            rgb = [t.float() for t in rgb]
         results: list[Segmentation] = []
         if ms_flip:
             for image in rgb:

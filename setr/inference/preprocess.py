@@ -34,9 +34,9 @@ def is_batch(images: Any) -> bool:
 def _to_rgb_tensor(image: ImageInput) -> torch.Tensor:
     """:func:`to_rgb_tensor` without the checks on the values."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image).float()
+        return read_image(image)
     if isinstance(image, Image.Image):
-        return torch.from_numpy(image_to_rgb(image, "PIL image")).permute(2, 0, 1).float()
+        return torch.from_numpy(image_to_rgb(image, "PIL image")).permute(2, 0, 1)
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
@@ -46,14 +46,14 @@ def _to_rgb_tensor(image: ImageInput) -> torch.Tensor:
                 "channels-first data should be passed as a torch tensor"
             )
         array = np.ascontiguousarray(image[:, :, :3])
-        return torch.from_numpy(array).permute(2, 0, 1).float()
+        return torch.from_numpy(array).permute(2, 0, 1)
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(
                 f"an image tensor must be (3, H, W) RGB, got shape {tuple(image.shape)}; "
                 "channels-last data should be passed as a numpy array"
             )
-        return image.float()
+        return image
     raise TypeError(
         f"unsupported image type {type(image).__name__}: pass a path, a PIL image, a numpy array or a tensor"
     )
@@ -68,22 +68,22 @@ def _to_channels_tensor(image: ImageInput, channels: int) -> torch.Tensor:
                 "not image files or PIL images"
             )
         grey = Image.open(image) if not isinstance(image, Image.Image) else image
-        return torch.from_numpy(np.asarray(grey.convert("L"), dtype=np.float32).copy())[None]
+        return torch.from_numpy(np.array(grey.convert("L"), dtype=np.uint8))[None]
     if isinstance(image, np.ndarray):
         array = image[:, :, None] if image.ndim == 2 and channels == 1 else image
         if array.ndim != 3 or array.shape[2] != channels:
             raise ValueError(f"this model takes {channels}-channel arrays (H, W, {channels}), got shape {image.shape}")
-        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != channels:
             raise ValueError(
                 f"this model takes {channels}-channel tensors ({channels}, H, W), got shape {tuple(image.shape)}"
             )
-        return image.float()
+        return image
     raise TypeError(f"unsupported image type {type(image).__name__}: pass a numpy array or a tensor")
 
 
-def to_rgb_tensor(image: ImageInput, channels: int = 3) -> torch.Tensor:
+def to_rgb_tensor(image: ImageInput, channels: int = 3, keep_uint8: bool = False) -> torch.Tensor:
     """One image as a float ``(3, H, W)`` tensor of RGB values on the 0-255 scale.
 
     Args:
@@ -97,6 +97,8 @@ def to_rgb_tensor(image: ImageInput, channels: int = 3) -> torch.Tensor:
             arrays must be ``(H, W, channels)`` and tensors ``(channels, H, W)``, with values on
             the scale of the model's ``info.mean``/``info.std``; a 1-channel model also reads
             image files and PIL images as greyscale.
+        keep_uint8: return 8-bit images (files, PIL images, uint8 arrays and tensors) as uint8
+            rather than float, e.g. for the OpenCV test resize of :func:`resize_image`.
 
     Raises:
         TypeError: an unsupported type.
@@ -107,6 +109,8 @@ def to_rgb_tensor(image: ImageInput, channels: int = 3) -> torch.Tensor:
         image.dtype.is_floating_point if isinstance(image, torch.Tensor) else np.issubdtype(image.dtype, np.floating)
     )
     rgb = _to_rgb_tensor(image) if channels == 3 else _to_channels_tensor(image, channels)
+    if not (keep_uint8 and rgb.dtype == torch.uint8):
+        rgb = rgb.float()
     if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
         raise ValueError(f"empty image of shape {tuple(rgb.shape)}")
     if not bool(torch.isfinite(rgb).all()):
@@ -120,12 +124,14 @@ def to_rgb_tensor(image: ImageInput, channels: int = 3) -> torch.Tensor:
     return rgb
 
 
-def to_rgb_tensors(images: ImageInput | Sequence[ImageInput], channels: int = 3) -> list[torch.Tensor]:
+def to_rgb_tensors(
+    images: ImageInput | Sequence[ImageInput], channels: int = 3, keep_uint8: bool = False
+) -> list[torch.Tensor]:
     """Every image of ``images`` (one image or a batch, see :func:`is_batch`) as ``(channels, H, W)``
-    floats (0-255 RGB for 3 channels)."""
+    tensors (0-255 RGB for 3 channels; see :func:`to_rgb_tensor`)."""
     if not is_batch(images):
-        return [to_rgb_tensor(images, channels)]
-    return [to_rgb_tensor(image, channels) for image in images]
+        return [to_rgb_tensor(images, channels, keep_uint8)]
+    return [to_rgb_tensor(image, channels, keep_uint8) for image in images]
 
 
 def normalize(
@@ -140,6 +146,8 @@ def normalize(
             f"{images.shape[-3]}-channel images need one mean and std per channel, got {len(mean)} and {len(std)}; "
             "set model.info = model.info.replace(mean=..., std=...)"
         )
+    if not images.is_floating_point():
+        images = images.float()
     mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
     return (images - mean_t) / std_t
