@@ -27,6 +27,8 @@ from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import init_distributed
+from .export import EXPORT_FORMATS, MissingExtraError, export_model, load_exported
+from .export.requirements import require
 from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
 from .inference import Predictor, evaluate, mask_to_image, overlay, palette_for
 from .metrics import ConfusionMatrix
@@ -57,13 +59,17 @@ def _add_override(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     )  # fmt: skip
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, exported: bool = False) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        required=True,
+        required=not exported,
         help="zoo or architecture name (e.g. setr_pup_vitl_cityscapes), or a model folder written by save_pretrained (e.g. runs/train/final)",
     )
+    if exported:
+        group.add_argument(
+            "--exported", metavar="FILE", help="run a file written by `setr export` (.onnx or .pt2) instead of --model"
+        )
     group.add_argument(
         "--checkpoint", help="weights: official .pth, mmseg, PaddleViT or setr safetensors, or a save_pretrained folder"
     )
@@ -99,7 +105,18 @@ def _device(name: str | None):
 
 
 def _load_model(args: argparse.Namespace):
-
+    exported = getattr(args, "exported", None)
+    if exported is not None:
+        if args.model or args.checkpoint or args.pretrained or args.override:
+            raise CliError("--exported FILE brings its own network: drop --model/--checkpoint/--pretrained/--override")
+        try:
+            return load_exported(exported)
+        except MissingExtraError as error:
+            raise CliError(str(error)) from None
+        except (ValueError, OSError) as error:
+            raise CliError(f"--exported {exported}: {_one_line(error)}") from None
+    if args.model is None:
+        raise CliError("give --model NAME|FOLDER or --exported FILE")
     overrides = dict(args.override)
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
@@ -188,7 +205,7 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
     parser.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
-    _add_model_args(parser)
+    _add_model_args(parser, exported=True)
     _add_protocol_args(parser)
     parser.set_defaults(func=_run_predict)
 
@@ -420,8 +437,75 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ export
+def _size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width)) if sep else (int(height), int(height))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW in pixels (e.g. 512x1024), got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"sizes are positive, got {text!r}")
+    return size
+
+
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export the network to ONNX, a torch.export program or an AOTInductor package",
+        description="Export the plain network (normalised (B, C, H, W) images -> (B, classes, H, W) logits) with "
+        "the metadata a runner needs (classes, mean/std, test protocol). Run it with `setr predict --exported FILE` "
+        "or setr.Predictor(FILE).",
+    )
+    parser.add_argument("--format", default="onnx", choices=EXPORT_FORMATS, help="onnx (opset 18), pt2 "
+                        "(torch.export.save), aoti (AOTInductor package for this CPU; runs without setr)")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output file (.onnx or .pt2)")
+    parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (any image size)")
+    parser.add_argument("--size", type=_size, help="HxW of the example input and of a static graph (default: the crop)")
+    parser.add_argument("--batch", type=int, default=1, help="batch of the example input and of a static graph")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help="zoo or architecture name, or a save_pretrained folder")
+    group.add_argument("--checkpoint", help="weights: official .pth, mmseg, PaddleViT or setr safetensors, or a folder")
+    group.add_argument("--pretrained", action="store_true", help="download the zoo name's released weights")
+    _add_override(group)
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    expected = ".onnx" if args.format == "onnx" else ".pt2"
+    if out.suffix != expected:
+        raise CliError(f"--out {out}: --format {args.format} writes a {expected} file")
+    if args.batch < 1:
+        raise CliError(f"--batch {args.batch}: give a positive batch")
+    try:  # before the (slow) model load
+        check_output_dir(out.parent if str(out.parent) else ".", "--out folder")
+        check_new_files([out], args.force)
+        if args.format == "onnx":
+            require("onnx", "ONNX export")
+            require("onnxscript", "ONNX export")
+    except MissingExtraError as error:
+        raise CliError(str(error)) from None
+    except OSError as error:
+        raise CliError(f"--out {out}: {_one_line(error)}") from None
+    model = _load_model(args)
+    try:
+        export_model(model, out, args.format, dynamic=args.dynamic, size=args.size, batch=args.batch, force=args.force)
+    except (ValueError, OSError) as error:
+        raise CliError(f"export: {_one_line(error)}") from None
+    shape = (
+        "dynamic batch, height and width"
+        if args.dynamic
+        else "static "
+        + "x".join(map(str, (args.batch, model.config["in_chans"], *(args.size or (model.config["img_size"],) * 2))))
+    )
+    print(f"exported {args.model} ({shape}) -> {out}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------- main
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_list, _add_predict, _add_eval, _add_convert)
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_list, _add_predict, _add_eval, _add_convert, _add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

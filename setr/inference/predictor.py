@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from ..export import ExportedNetwork, load_exported
 from ..fast import optimize_for_inference
 from ..models import ModelInfo
 from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
@@ -125,6 +127,9 @@ class Predictor:
         """
         Args:
             model: a SETR (or any ``(B, 3, H, W) -> (B, C, H, W)`` segmentor); put in eval mode.
+                Or an exported model: a file written by :func:`setr.export.export_model` (ONNX,
+                ``torch.export`` program, AOTInductor package) or its
+                :class:`~setr.export.ExportedNetwork`, run with the same preprocessing and protocol.
             protocol: the test protocol; default: the model's zoo entry (see :func:`resolve_protocol`).
             batch_size: windows (slide) or images (whole) per forward pass.
             device: move the model there; default: where the model already is.
@@ -136,6 +141,11 @@ class Predictor:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(model, str | os.PathLike):
+            model = load_exported(model)
+        exported = isinstance(model, ExportedNetwork)
+        if exported and optimize:
+            raise ValueError("an exported model is run as exported: optimize=True applies to a SETR module")
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
@@ -154,7 +164,7 @@ class Predictor:
                 f"{len(self.std)} stds; set model.info = model.info.replace(mean=..., std=...) with one per channel"
             )
         if optimize is None:
-            optimize = self.device.type == "cpu"
+            optimize = self.device.type == "cpu" and not exported
         self.network_model = optimize_for_inference(self.model) if optimize else self.model
         """The module the windows run through: ``model`` itself or its optimised twin."""
         self.batch_size = batch_size

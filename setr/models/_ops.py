@@ -24,7 +24,7 @@ def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize ``(B, C, h, w) -> (B, C, *size)``; returns ``x`` itself when already that size."""
-    size = (int(size[0]), int(size[1]))
+    size = (size[0], size[1])  # no int(): under torch.export the sizes are symbolic and stay so
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)

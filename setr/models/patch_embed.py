@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed as _TimmPatchEmbed
 
 __all__ = ["PatchEmbed"]
@@ -42,7 +43,6 @@ class PatchEmbed(_TimmPatchEmbed):
             bias=bias,
             output_fmt="NHWC",
             strict_img_size=False,
-            dynamic_img_pad=True,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,4 +50,11 @@ class PatchEmbed(_TimmPatchEmbed):
             raise ValueError(
                 f"PatchEmbed expects images of shape (B, {self.proj.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return super().forward(x)
+        # Pad to the next multiple of the patch, written as a ceiling division so that under
+        # torch.export the token grid stays a simple symbolic expression of H and W.
+        patch_h, patch_w = self.patch_size
+        height, width = x.shape[-2:]
+        pad_h = (height + patch_h - 1) // patch_h * patch_h - height
+        pad_w = (width + patch_w - 1) // patch_w * patch_w - width
+        x = self.proj(F.pad(x, (0, pad_w, 0, pad_h)))
+        return self.norm(x.permute(0, 2, 3, 1))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .encoder import ViTEncoder
@@ -94,6 +95,13 @@ def _check_num_classes(num_classes: int) -> None:
             "num_classes=1: SETR segments with a softmax over classes, so binary segmentation is "
             "num_classes=2 (background, foreground); the foreground probability is probs[:, 1]"
         )
+
+
+def _crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The top-left ``(height, width)`` of ``(B, C, H', W')`` maps (the padding cut off), as a new
+    tensor: a padding by minus the excess. A view (slicing) would make ``torch.export`` decide
+    whether the crop is the whole map, i.e. specialise the input size to (not) a multiple of 16."""
+    return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]))
 
 
 def _take_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -312,7 +320,7 @@ class SETR(nn.Module, SETRHubMixin):
             )
         # Input validation, not part of the network: skipped while tracing or compiling, where a
         # check on values would put a data-dependent branch into the graph.
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
         if not self.training and not tracing and x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError("the input holds NaN or infinite values; the logits would be meaningless")
 
@@ -409,10 +417,10 @@ class SETR(nn.Module, SETRHubMixin):
         else:
             logits = self.decode_head(features[0], grid, out_size)
             aux = [head(f, grid, out_size) for head, f in zip(self.aux_heads, features[1:])]
-        logits = logits[..., :height, :width]
+        logits = _crop(logits, height, width)
         if not return_aux:
             return logits
-        return logits, [a[..., :height, :width] for a in aux]
+        return logits, [_crop(a, height, width) for a in aux]
 
     # ------------------------------------------------------------------------ fine-tuning tools
     def freeze_encoder(self) -> SETR:

@@ -1,0 +1,16 @@
+"""Deployment: the plain SETR network exported to ONNX, a ``torch.export`` program or an
+AOTInductor package, with the metadata a runner needs, and :class:`ExportedNetwork` to run them.
+
+Needs the ``export`` extra (``pip install "setr-pytorch[export]"``) for ONNX; importing ``setr``
+never does.
+"""
+
+from .exporter import EXPORT_FORMATS, export_model
+from .metadata import METADATA_KEY, export_metadata
+from .requirements import MissingExtraError
+from .runner import ExportedNetwork, ExportedShapeError, load_exported
+
+__all__ = [
+    "EXPORT_FORMATS", "METADATA_KEY", "ExportedNetwork", "ExportedShapeError", "MissingExtraError", "export_metadata",
+    "export_model", "load_exported",
+]  # fmt: skip

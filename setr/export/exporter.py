@@ -1,0 +1,150 @@
+"""``export_model``: the plain SETR network (normalised images in, logits out) to ONNX, a
+``torch.export`` program or an AOTInductor package, with dynamic or fixed sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.export import Dim
+
+from ..files import check_new_files, check_output_dir
+from ..models import SETR
+from .metadata import METADATA_KEY, export_metadata
+from .requirements import require
+
+__all__ = ["EXPORT_FORMATS", "MAX_SIDE", "export_model"]
+
+EXPORT_FORMATS = ("onnx", "pt2", "aoti")
+"""``onnx``: an ONNX model (opset 18); ``pt2``: a ``torch.export`` program (``torch.export.save``);
+``aoti``: an AOTInductor package for the CPU (runs without ``setr``)."""
+
+MAX_SIDE = 16384
+"""The largest image side a dynamic export accepts."""
+
+
+def _plain(model: SETR) -> None:
+    """Refuse a model that :func:`setr.optimize_for_inference` swapped modules into."""
+    for module in model.modules():
+        if type(module).__module__.startswith("setr.fast"):
+            raise ValueError(
+                "export the plain model, not the one setr.optimize_for_inference returned: the exported "
+                "graph is the reference network (the runtime does its own optimisation)"
+            )
+
+
+def _example(model: SETR, size: tuple[int, int] | None, batch: int) -> torch.Tensor:
+    height, width = size if size is not None else (model.config["img_size"],) * 2
+    device = next(model.parameters()).device
+    return torch.randn(batch, model.config["in_chans"], height, width, device=device)
+
+
+def _dynamic_shapes(model: SETR) -> dict[str, dict[int, Dim]]:
+    # At least two patches per side: a dimension of size 1 is specialised by torch.export.
+    smallest = model.config["patch_size"] + 1
+    return {
+        "x": {
+            0: Dim("batch", min=1, max=1024),
+            2: Dim("height", min=smallest, max=MAX_SIDE),
+            3: Dim("width", min=smallest, max=MAX_SIDE),
+        }
+    }
+
+
+def export_model(
+    model: SETR,
+    path: str | os.PathLike,
+    fmt: str = "onnx",
+    dynamic: bool = True,
+    size: tuple[int, int] | None = None,
+    batch: int = 1,
+    force: bool = False,
+) -> Path:
+    """Export ``model`` (its plain forward in eval mode) to ``path``.
+
+    The graph maps normalised images ``(B, in_chans, H, W)`` to logits ``(B, num_classes, H, W)``:
+    the padding to a multiple of the patch, the position-embedding resize and the crop back are
+    inside it. Preprocessing (normalisation with ``info.mean``/``std``) and the test protocol
+    (sliding window, multi-scale) stay outside: :class:`setr.inference.Predictor` applies them
+    to an exported file as to a model.
+
+    Args:
+        model: a :class:`setr.SETR` (not an optimised one).
+        path: the output file (``.onnx`` or ``.pt2``).
+        fmt: one of :data:`EXPORT_FORMATS`.
+        dynamic: batch, height and width symbolic (any height and width from two patches up to
+            :data:`MAX_SIDE`, multiples of the patch or not); otherwise the graph takes only
+            ``(batch, in_chans, *size)``.
+        size: ``(height, width)`` of the example input, and of the static graph. Default: the
+            model's crop (``img_size``).
+        batch: batch of the example input, and of the static graph.
+        force: replace an existing file.
+
+    Returns:
+        The path written (atomically: an interrupted export leaves no partial file).
+
+    Raises:
+        setr.files.OutputExistsError: ``path`` exists and ``force`` is not set.
+        setr.export.MissingExtraError: ONNX export without the ``export`` extra.
+        ValueError: an unknown format, an optimised model, a bad size or batch.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if not isinstance(model, SETR):
+        raise TypeError(f"export_model takes a setr.SETR, got {type(model).__name__}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if size is not None and (len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size)):
+        raise ValueError(f"size must be (height, width) in pixels, got {size!r}")
+    if dynamic and size is not None and min(size) <= model.config["patch_size"]:
+        raise ValueError(f"a dynamic export needs an example larger than one patch per side, got {size}")
+    _plain(model)
+    path = Path(path)
+    check_output_dir(path.parent if str(path.parent) else ".", "the output folder")
+    check_new_files([path], force, "force=True (--force)")
+    if fmt == "onnx":
+        require("onnx", "ONNX export")
+        require("onnxscript", "ONNX export")
+
+    was_training = model.training
+    model.eval()
+    example = _example(model, size, batch)
+    metadata = export_metadata(model, fmt, dynamic, tuple(example.shape))
+    shapes = _dynamic_shapes(model) if dynamic else None
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".setr-export-") as staging:
+            staged = Path(staging) / path.name
+            with torch.no_grad():
+                if fmt == "onnx":
+                    _export_onnx(model, example, shapes, metadata, staged)
+                else:
+                    program = torch.export.export(model, (example,), dynamic_shapes=shapes)
+                    if fmt == "pt2":
+                        torch.export.save(program, staged, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
+                    else:
+                        torch._inductor.aoti_compile_and_package(
+                            program,
+                            package_path=str(staged),
+                            inductor_configs={"aot_inductor.metadata": {METADATA_KEY: json.dumps(metadata)}},
+                        )
+            os.replace(staged, path)
+    finally:
+        model.train(was_training)
+    return path
+
+
+def _export_onnx(model: SETR, example: torch.Tensor, shapes: dict | None, metadata: dict, path: Path) -> None:
+    onnx = require("onnx", "ONNX export")
+    program = torch.onnx.export(
+        model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=18,
+        input_names=["images"], output_names=["logits"], verbose=False,
+    )  # fmt: skip
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))

@@ -1,0 +1,153 @@
+"""Running an exported SETR: ONNX Runtime, a ``torch.export`` program or an AOTInductor package,
+behind one module that takes normalised images and returns logits, as the model did."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import ModelInfo
+from .metadata import METADATA_KEY, parse_metadata
+from .requirements import require
+
+__all__ = ["ExportedNetwork", "ExportedShapeError", "load_exported"]
+
+
+class ExportedShapeError(ValueError):
+    """An input the exported graph cannot take (a static export of another size)."""
+
+
+class ExportedNetwork(nn.Module):
+    """An exported SETR as a module: ``(B, in_chans, H, W)`` normalised images -> ``(B, num_classes,
+    H, W)`` logits (float32, on the input's device).
+
+    ``info`` (:class:`setr.ModelInfo`), ``num_classes``, ``config`` and ``metadata`` come from the
+    file, so :class:`setr.inference.Predictor` preprocesses and applies the test protocol as for the
+    model it was exported from. A static export takes only its own ``(C, H, W)``; other batch
+    sizes are run in chunks of its batch (the last one zero-padded).
+    """
+
+    def __init__(self, path: str | os.PathLike, run: Callable[[torch.Tensor], torch.Tensor], metadata: dict) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._run = run
+        self.metadata = metadata
+        self.config: dict[str, Any] = dict(metadata.get("config") or {}, in_chans=metadata["in_chans"])
+        self.num_classes: int = int(metadata["num_classes"])
+        self.info = ModelInfo.from_dict(metadata["info"])
+        self.dynamic: bool = bool(metadata["dynamic"])
+        self.input_shape: tuple[int, ...] = tuple(metadata["input_shape"])
+
+    def extra_repr(self) -> str:
+        shape = "dynamic" if self.dynamic else "x".join(map(str, self.input_shape))
+        return f"{self.path.name}, format={self.metadata['format']}, input={shape}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = self.metadata["in_chans"]
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ExportedShapeError(f"{self.path.name} takes (B, {channels}, H, W) images, got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            return x.new_zeros((0, self.num_classes, *x.shape[-2:]))
+        x = x.float().contiguous()
+        if self.dynamic:
+            return self._run(x).to(x.device)
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            height, width = self.input_shape[2:]
+            raise ExportedShapeError(
+                f"{self.path.name} was exported for {height}x{width} images only (static), got "
+                f"{x.shape[-2]}x{x.shape[-1]}: use a sliding window of that crop (Predictor mode='slide', "
+                "crop=...), or export with --dynamic"
+            )
+        batch = self.input_shape[0]
+        outputs = []
+        for start in range(0, x.shape[0], batch):
+            chunk = x[start : start + batch]
+            if chunk.shape[0] < batch:
+                chunk = torch.cat([chunk, chunk.new_zeros((batch - chunk.shape[0], *chunk.shape[1:]))])
+            outputs.append(self._run(chunk).to(x.device))
+        return torch.cat(outputs)[: x.shape[0]]
+
+
+def load_exported(path: str | os.PathLike) -> ExportedNetwork:
+    """Open a file written by :func:`setr.export.export_model` (the format is read from the file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an exported SETR (another model, a corrupt file); the message names it.
+        setr.export.MissingExtraError: an ONNX file without ``onnxruntime``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported model at {path}")
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an exported SETR (neither an .onnx file nor a .pt2 archive)")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        extra = [n for n in names if n.endswith(f"extra/{METADATA_KEY}.json")]
+        if extra:  # torch.export.save
+            metadata = parse_metadata(archive.read(extra[0]), str(path))
+            return _load_program(path, metadata)
+    return _load_aoti(path)
+
+
+def _load_onnx(path: Path) -> ExportedNetwork:
+    onnx = require("onnx", "reading an ONNX export")
+    ort = require("onnxruntime", "running an ONNX export")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # a damaged protobuf fails in many ways
+        raise ValueError(f"{path}: not a readable ONNX file ({type(error).__name__}); is it truncated?") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(f"{path}: an ONNX model without setr metadata; export it with `setr export`")
+    metadata = parse_metadata(props[METADATA_KEY], str(path))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        (logits,) = session.run(None, {input_name: x.detach().cpu().numpy()})
+        return torch.from_numpy(np.asarray(logits))
+
+    return ExportedNetwork(path, run, metadata)
+
+
+def _load_program(path: Path, metadata: dict) -> ExportedNetwork:
+    try:
+        program = torch.export.load(path)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable torch.export archive ({type(error).__name__}: {error})") from None
+    module = program.module()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(x)
+
+    return ExportedNetwork(path, run, metadata)
+
+
+def _load_aoti(path: Path) -> ExportedNetwork:
+    try:
+        runner = torch._inductor.aoti_load_package(str(path))
+        metadata_text = runner.get_metadata().get(METADATA_KEY)
+    except Exception as error:
+        raise ValueError(f"{path}: not an exported SETR package ({type(error).__name__}: {error})") from None
+    if metadata_text is None:
+        raise ValueError(f"{path}: an AOTInductor package without setr metadata; export it with `setr export`")
+    metadata = parse_metadata(metadata_text, str(path))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return runner(x)
+
+    return ExportedNetwork(path, run, metadata)
