@@ -229,3 +229,11 @@ def test_options_of_another_head_are_refused_not_ignored(kwargs, message):
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         SETR(**base)
+
+
+def test_a_model_on_the_meta_device_runs_for_flop_counting():
+    """The benchmarks count FLOPs on the meta device: the eval-mode input check must not read values."""
+    with torch.device("meta"):
+        model = SETR(head="pup", embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1).eval()
+        logits = model(torch.empty(1, 3, 40, 56))
+    assert logits.is_meta and logits.shape == (1, 19, 40, 56)

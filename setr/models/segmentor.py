@@ -321,7 +321,8 @@ class SETR(nn.Module, SETRHubMixin):
         # Input validation, not part of the network: skipped while tracing or compiling, where a
         # check on values would put a data-dependent branch into the graph.
         tracing = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-        if not self.training and not tracing and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        checkable = x.is_floating_point() and not x.is_meta  # meta tensors (FLOP counting) hold no values
+        if not self.training and not tracing and checkable and not bool(torch.isfinite(x).all()):
             raise ValueError("the input holds NaN or infinite values; the logits would be meaningless")
 
     def head_inputs(self, x: torch.Tensor, with_aux: bool = False) -> tuple[list[torch.Tensor], tuple[int, int]]:
