@@ -36,12 +36,10 @@ def main() -> None:
         overrides = dict(small)
         if small:
             overrides["mla_indices" if "mla" in name else "decode_index"] = [0, 1, 2, 3] if "mla" in name else 3
-            if "mla" not in name:
-                overrides["aux_indices"] = [1, 2]
         model = setr.create_model(name, **overrides).eval()
-        info = model.pretrained_cfg
-        mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(info["std"]).view(1, 3, 1, 1)
+        info = model.info  # setr.ModelInfo: class names, palette, mean/std, test protocol
+        mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+        std = torch.tensor(info.std).view(1, 3, 1, 1)
         start = time.perf_counter()
         with torch.inference_mode():
             logits = model((image - mean) / std)
@@ -49,7 +47,7 @@ def main() -> None:
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(
             f"{name:28s} params {params:7.2f}M  input {tuple(image.shape[-2:])} -> logits {tuple(logits.shape)}"
-            f"  classes used {mask.unique().numel():3d}/{len(info['class_names'])}"
+            f"  classes used {mask.unique().numel():3d}/{len(info.class_names)}"
             f"  {1000 * (time.perf_counter() - start):.0f} ms"
         )
 
