@@ -59,6 +59,22 @@ def test_dynamic_exports_run_at_other_sizes_and_batches(head, fmt, tmp_path):
         assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
 
 
+def test_a_dynamic_export_with_the_default_batch_is_dynamic_in_the_batch_too(tmp_path):
+    model = tiny("naive")
+    network = load_exported(export_model(model, tmp_path / "d.onnx", "onnx", dynamic=True))  # batch=1
+    dims = [
+        d.dim_param or d.dim_value
+        for d in onnx.load(str(tmp_path / "d.onnx")).graph.input[0].type.tensor_type.shape.dim
+    ]
+    assert isinstance(dims[0], str) and isinstance(dims[2], str) and isinstance(dims[3], str)
+    x = torch.randn(3, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), model(x), atol=1e-4, rtol=0)
+    program = load_exported(export_model(model, tmp_path / "d.pt2", "pt2", dynamic=True))
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x), atol=1e-4, rtol=0)
+
+
 def test_static_export_takes_its_size_only_and_chunks_batches(tmp_path):
     model = tiny("pup")
     network = load_exported(export_model(model, tmp_path / "s.onnx", "onnx", dynamic=False, batch=2))

@@ -80,7 +80,7 @@ def export_model(
             ``(batch, in_chans, *size)``.
         size: ``(height, width)`` of the example input, and of the static graph. Default: the
             model's crop (``img_size``).
-        batch: batch of the example input, and of the static graph.
+        batch: the batch of a static graph (a dynamic export traces a batch of at least 2).
         force: replace an existing file.
 
     Returns:
@@ -111,7 +111,8 @@ def export_model(
 
     was_training = model.training
     model.eval()
-    example = _example(model, size, batch)
+    # A dynamic export traces an example batch of at least 2: torch.export specialises a size-1 batch.
+    example = _example(model, size, max(batch, 2) if dynamic else batch)
     metadata = export_metadata(model, fmt, dynamic, tuple(example.shape))
     shapes = _dynamic_shapes(model) if dynamic else None
     try:
@@ -144,6 +145,12 @@ def _export_onnx(model: SETR, example: torch.Tensor, shapes: dict | None, metada
     )  # fmt: skip
     program.save(str(path))
     proto = onnx.load(str(path))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if shapes is not None and not all(dims[i].dim_param for i in (0, 2, 3)):
+        raise RuntimeError(  # never hand over a static graph as a dynamic one
+            "the ONNX exporter produced fixed input sizes "
+            f"{[d.dim_param or d.dim_value for d in dims]} for a dynamic export; please report this"
+        )
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     onnx.checker.check_model(proto)
