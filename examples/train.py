@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"weights in {out / 'final'}, masks in {out / 'predictions'}")  # fmt: skip
     if log:
         log.close()
+    del net  # the DDP wrapper goes before its process group: otherwise gloo can abort at exit
     training.cleanup_distributed()
     return result
 

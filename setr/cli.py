@@ -462,7 +462,7 @@ def _add_export(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output file (.onnx or .pt2)")
     parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (any image size)")
     parser.add_argument("--size", type=_size, help="HxW of the example input and of a static graph (default: the crop)")
-    parser.add_argument("--batch", type=int, default=1, help="batch of the example input and of a static graph")
+    parser.add_argument("--batch", type=int, default=1, help="batch of a static graph (dynamic: any batch)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=True, help="zoo or architecture name, or a save_pretrained folder")

@@ -200,6 +200,7 @@ gathered = [torch.empty_like(flat) for _ in range(2)]
 dist.all_gather(gathered, flat)
 print(f"RANK {rank} warnings={[str(w.message)[:80] for w in caught]} same={torch.equal(gathered[0], gathered[1])}")
 dist.barrier()
+del ddp  # a DDP wrapper that outlives its gloo group can abort the process at exit
 dist.destroy_process_group()
 """
 
