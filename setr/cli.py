@@ -27,8 +27,9 @@ from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import init_distributed
-from .export import EXPORT_FORMATS, MissingExtraError, export_model, load_exported
+from .export import EXPORT_FORMATS, ExportedNetwork, MissingExtraError, export_model, load_exported
 from .export.requirements import require
+from .fast import PRECISIONS, resolve_precision
 from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
 from .inference import Predictor, evaluate, mask_to_image, overlay, palette_for
 from .metrics import ConfusionMatrix
@@ -77,6 +78,11 @@ def _add_model_args(parser: argparse.ArgumentParser, exported: bool = False) -> 
     _add_override(group)
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     group.add_argument("--batch-size", type=int, default=4, help="windows (slide) or images (whole) per forward pass")
+    group.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="fp32 (exact), bf16 (loaded straight into bf16), int8 (CPU: the encoder's Linear layers), "
+        "auto (bf16 where the device has native bf16, else fp32)",
+    )  # fmt: skip
 
 
 def _add_protocol_args(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +110,17 @@ def _device(name: str | None):
     return device
 
 
-def _load_model(args: argparse.Namespace):
+def _resolve_precision(args: argparse.Namespace, device: torch.device) -> str:
+    """``--precision`` for ``device``, checked before the model is loaded."""
+    if getattr(args, "exported", None) is not None and args.precision != "fp32":
+        raise CliError("--exported FILE runs in the precision it was exported in: drop --precision")
+    try:
+        return resolve_precision(args.precision, device)
+    except ValueError as error:
+        raise CliError(f"--precision {args.precision}: {_one_line(error)}") from None
+
+
+def _load_model(args: argparse.Namespace, precision: str = "fp32"):
     exported = getattr(args, "exported", None)
     if exported is not None:
         if args.model or args.checkpoint or args.pretrained or args.override:
@@ -121,7 +137,10 @@ def _load_model(args: argparse.Namespace):
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
-        model = setr.create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **overrides)
+        dtype = torch.bfloat16 if precision == "bf16" else None  # loaded in bf16: no fp32 copy is ever made
+        model = setr.create_model(
+            args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, dtype=dtype, **overrides
+        )
     except KeyError as error:
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     except TypeError as error:
@@ -137,14 +156,16 @@ def _load_model(args: argparse.Namespace):
     return model
 
 
-def _predictor(args: argparse.Namespace, model, device):
-
+def _predictor(args: argparse.Namespace, model, device, precision: str = "fp32"):
     overrides = dict(args.protocol)
     for field in ("mode", "crop", "stride"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     try:
-        return Predictor(model, batch_size=args.batch_size, device=device, flip=not args.no_flip, **overrides)
+        return Predictor(
+            model, batch_size=args.batch_size, device=device, flip=not args.no_flip,
+            precision=None if isinstance(model, ExportedNetwork) else precision, **overrides,
+        )  # fmt: skip
     except (TypeError, ValueError) as error:
         raise CliError(f"protocol: {error}") from None
 
@@ -258,8 +279,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(_one_line(error)) from None
     device = _device(args.device)
-    model = _load_model(args)
-    predictor = _predictor(args, model, device)
+    precision = _resolve_precision(args, device)
+    model = _load_model(args, precision)
+    predictor = _predictor(args, model, device, precision)
     palette = palette_for(model.num_classes, model.info.palette)
     out = Path(args.out)
     failed = len(missing)
@@ -337,7 +359,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         check_new_files([json_path], args.force)
     except OSError as error:
         raise CliError(_one_line(error)) from None
-    model = _load_model(args)
+    precision = _resolve_precision(args, ctx.device)
+    model = _load_model(args, precision)
     if args.dataset == "pcontext59" and model.num_classes == 59:
         dataset = _eval_dataset(args, 59)
     exclude = [0] if args.dataset == "pcontext59" and model.num_classes == 60 else []
@@ -346,7 +369,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"--model {args.model} predicts {model.num_classes} classes but --dataset {args.dataset} has "
             f"{dataset.num_classes}; pick the model trained on this dataset"
         )
-    predictor = _predictor(args, model, ctx.device)
+    predictor = _predictor(args, model, ctx.device, precision)
     metric = ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.class_names, exclude_classes=exclude)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     failed = evaluate(

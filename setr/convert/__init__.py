@@ -7,6 +7,7 @@ from .mmseg import convert_mmseg
 from .official import convert_official
 from .paddle import convert_paddlevit
 from .pdparams import read_pdparams
+from .streaming import read_safetensors_as
 from .timm import load_timm_encoder
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "load_timm_encoder",
     "read_checkpoint",
     "read_pdparams",
+    "read_safetensors_as",
     "write_safetensors",
 ]

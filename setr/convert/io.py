@@ -17,6 +17,7 @@ from ..files import atomic_target
 from ._common import ConversionError
 from ._numpy import ArraySpec, numpy_data_globals
 from .pdparams import read_pdparams
+from .streaming import read_safetensors_as
 
 __all__ = ["read_checkpoint", "unwrap_state_dict", "write_safetensors"]
 
@@ -77,11 +78,17 @@ def _torch_load(path: Path) -> object:
         ) from None
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | os.PathLike, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into tensors, never executing anything from it.
 
     ``.safetensors``; ``.pdparams`` (PaddlePaddle, see :func:`setr.convert.paddle.read_pdparams`);
     anything else with ``torch.load(weights_only=True)`` (``.pth``/``.pt``/``.bin``).
+
+    Args:
+        path: the file.
+        dtype: convert floating-point tensors to this dtype. A ``.safetensors`` file is then read
+            one tensor at a time (:func:`setr.convert.streaming.read_safetensors_as`), so no copy
+            of the file's own precision is ever held whole; other formats are read, then converted.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -90,14 +97,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors" and dtype is not None:
+        return read_safetensors_as(path, dtype)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
         except Exception as error:  # SafetensorError, OSError, ValueError, ... on a damaged file
             raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
-    if path.suffix == ".pdparams":
-        return read_pdparams(path)
-    return unwrap_state_dict(_torch_load(path), path)
+    state = read_pdparams(path) if path.suffix == ".pdparams" else unwrap_state_dict(_torch_load(path), path)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    return state
 
 
 def write_safetensors(

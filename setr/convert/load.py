@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -101,6 +102,8 @@ def load_checkpoint(
     model: torch.nn.Module,
     source: str | os.PathLike | Mapping[str, torch.Tensor],
     fmt: str | None = None,
+    *,
+    dtype: torch.dtype | None = None,
 ) -> str:
     """The one strict loader: read -> detect the format -> convert -> check -> load.
 
@@ -113,6 +116,10 @@ def load_checkpoint(
         source: a checkpoint file (any supported format) or an already-read state dict.
         fmt: the layout, when known (``setr``, ``official``, ``mmseg``, ``paddlevit``); detected
             from the key names otherwise.
+        dtype: load floating-point weights in this dtype (read that way from a safetensors file,
+            never held in the file's precision whole). A model built on the ``meta`` device
+            receives the loaded tensors themselves (``load_state_dict(assign=True)``): no
+            initialised copy of its weights ever exists.
 
     Returns:
         The format that was loaded.
@@ -124,7 +131,7 @@ def load_checkpoint(
             count differs).
     """
     is_file = isinstance(source, str | os.PathLike)
-    state_dict = read_checkpoint(source) if is_file else source
+    state_dict = read_checkpoint(source, dtype) if is_file else source
     what = f"{source}: " if is_file else ""
     try:
         fmt = fmt or detect_format(state_dict)
@@ -136,5 +143,12 @@ def load_checkpoint(
         if hasattr(error, "checkpoint_classes"):
             wrapped.checkpoint_classes = error.checkpoint_classes
         raise wrapped from None
-    model.load_state_dict(converted, strict=True)
+    if dtype is not None:
+        converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
+    on_meta = any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
+    model.load_state_dict(converted, strict=True, assign=on_meta)
+    if on_meta:
+        left = [name for name, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
+        if left:
+            raise ConversionError(f"{what}these tensors of the model are not in the checkpoint: {', '.join(left)}")
     return fmt

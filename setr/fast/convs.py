@@ -50,16 +50,18 @@ def conv2d_channels_last(
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``bn(conv(x))`` as one convolution (eval-mode BatchNorm)."""
-    scale = torch.rsqrt(bn.running_var + bn.eps)
+    """Weight and bias of ``bn(conv(x))`` as one convolution (eval-mode BatchNorm), computed in fp32
+    and returned in the convolution's dtype."""
+    dtype = conv.weight.dtype
+    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
     if bn.weight is not None:
-        scale = bn.weight * scale
-    shift = -bn.running_mean * scale
+        scale = bn.weight.float() * scale
+    shift = -bn.running_mean.float() * scale
     if conv.bias is not None:
-        shift = shift + conv.bias * scale
+        shift = shift + conv.bias.float() * scale
     if bn.bias is not None:
-        shift = shift + bn.bias
-    return conv.weight * scale.reshape(-1, 1, 1, 1), shift
+        shift = shift + bn.bias.float()
+    return (conv.weight.float() * scale.reshape(-1, 1, 1, 1)).to(dtype), shift.to(dtype)
 
 
 def _plain_conv2d(conv: nn.Module) -> bool:

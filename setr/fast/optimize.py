@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 from timm.models.vision_transformer import Block
@@ -11,16 +10,18 @@ from torch import nn
 from ..models._ops import ConvBNReLU
 from ..models.heads import MLAAuxHead, MLAHead, UpHead
 from ._hooks import has_hooks
+from ._twin import shared_twin
 from .blocks import FusedBlock, can_fuse_block
 from .convs import ClassifierConv2d, FoldedConvBNReLU, can_fold
 from .heads import FastUpHead, runs_last_stage_in_strips
+from .precision import resolve_precision, to_precision
 
 __all__ = ["optimize_for_inference"]
 
 _CLASSIFIER_OWNERS = (UpHead, MLAHead, MLAAuxHead)
 
 
-def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+def optimize_for_inference(model: nn.Module, *, precision: str | None = None, inplace: bool = False) -> nn.Module:
     """The same network, with the fast inference modules swapped in; returned in eval mode.
 
     Each swap keeps the module's parameters, buffers and ``state_dict`` keys and only changes how
@@ -43,18 +44,28 @@ def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Mod
 
     Args:
         model: a :class:`setr.SETR` (or any module containing its parts).
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the device computes it
+            natively, else fp32; :func:`setr.fast.precision.resolve_precision`). The weights are
+            converted (:func:`setr.fast.precision.to_precision`; new tensors, ``model``'s own are
+            never changed); feed a bf16 model bf16 inputs (:class:`setr.Predictor` does). Default:
+            keep the model's own dtype. int8 quantizes the encoder's Linear layers (CPU only).
         inplace: change ``model`` itself. By default a new module tree is returned that shares
             every parameter and buffer with ``model`` (no weights are copied; loading weights into
-            one changes both), and ``model`` is left as it was.
+            one changes both), and ``model`` is left as it was. Tensors converted to another
+            precision are new ones either way.
 
     Returns:
         The optimised model, in eval mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize_for_inference takes a torch.nn.Module, got {type(model).__name__}")
+    if precision is not None:
+        parameter = next(itertools.chain(model.parameters(), model.buffers()), None)
+        precision = resolve_precision(precision, parameter.device if parameter is not None else "cpu")
     if not inplace:
-        shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
-        model = copy.deepcopy(model, shared)
+        model = shared_twin(model)
+    if precision is not None:
+        to_precision(model, precision, inplace=True)  # before the swaps: int8 layers keep their blocks plain
     for module in model.modules():
         if type(module) is Block and can_fuse_block(module):
             module.__class__ = FusedBlock

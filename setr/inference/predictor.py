@@ -13,7 +13,8 @@ from torch import nn
 
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
 from ..export import ExportedNetwork, load_exported
-from ..fast import optimize_for_inference
+from ..fast import optimize_for_inference, resolve_precision, to_precision
+from ..fast.precision import floating_dtype
 from ..models import ModelInfo
 from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
 from .resize import multi_scale_sizes, resize_image, single_scale_size
@@ -122,6 +123,7 @@ class Predictor:
         device: str | torch.device | None = None,
         flip: bool = True,
         optimize: bool | None = None,
+        precision: str | None = None,
         **overrides: Any,
     ) -> None:
         """
@@ -137,6 +139,11 @@ class Predictor:
             optimize: run the network through :func:`setr.optimize_for_inference` (same function,
                 same weights, shared with ``model``). Default: on the CPU only, where it was
                 measured to help; the plain model elsewhere.
+            precision: ``"fp32"``, ``"bf16"``, ``"int8"`` (CPU) or ``"auto"`` (bf16 where the device
+                computes it natively, else fp32): the network runs in it (weights converted in a
+                twin, ``model`` itself unchanged; :func:`setr.optimize_for_inference`). Default: the
+                model's own dtype. Whatever the precision, inputs are normalised in fp32, window
+                logits are merged in fp32 and ``probs`` are float32.
             **overrides: protocol fields, e.g. ``mode="whole"``, ``crop=512, stride=341``.
         """
         if batch_size < 1:
@@ -146,6 +153,10 @@ class Predictor:
         exported = isinstance(model, ExportedNetwork)
         if exported and optimize:
             raise ValueError("an exported model is run as exported: optimize=True applies to a SETR module")
+        if exported and precision not in (None, "fp32"):
+            raise ValueError(
+                f"an exported model runs in the precision it was exported in: drop precision={precision!r}"
+            )
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
@@ -165,8 +176,15 @@ class Predictor:
             )
         if optimize is None:
             optimize = self.device.type == "cpu" and not exported
-        self.network_model = optimize_for_inference(self.model) if optimize else self.model
-        """The module the windows run through: ``model`` itself or its optimised twin."""
+        self.precision = resolve_precision(precision, self.device) if precision is not None else None
+        if optimize:
+            self.network_model = optimize_for_inference(self.model, precision=self.precision)
+        elif self.precision is not None:
+            self.network_model = to_precision(self.model, self.precision).eval()
+        else:
+            self.network_model = self.model
+        """The module the windows run through: ``model`` itself, or its optimised / converted twin."""
+        self.input_dtype = torch.float32 if exported else floating_dtype(self.network_model)
         self.batch_size = batch_size
         self.flip = flip
 
@@ -174,10 +192,13 @@ class Predictor:
         return f"{type(self).__name__}(protocol={self.protocol}, batch_size={self.batch_size}, device={self.device})"
 
     def network(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode: ``(B, C, H, W)``."""
+        """Float32 logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode:
+        ``(B, C, H, W)``. The images are cast to the network's dtype; window logits merge in fp32."""
+        images = images.to(self.input_dtype)
         if self.protocol.mode == "whole":
-            return whole_inference(self.network_model, images, self.batch_size)
-        return slide_inference(self.network_model, images, self.protocol.crop, self.protocol.stride, self.batch_size)
+            return whole_inference(self.network_model, images, self.batch_size).float()
+        crop, stride = self.protocol.crop, self.protocol.stride
+        return slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
 
     def _logits_at(self, views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Logits of 0-255 ``views`` (already at the network's input size), resized to ``size``."""
@@ -271,6 +292,7 @@ def predict(
     device: str | torch.device | None = None,
     protocol: EvalProtocol | dict[str, Any] | None = None,
     optimize: bool | None = None,
+    precision: str | None = None,
     **overrides: Any,
 ) -> Segmentation | list[Segmentation]:
     """One-call inference: ``Predictor(model, protocol, batch_size=..., device=..., **overrides)(images, ...)``.
@@ -279,5 +301,7 @@ def predict(
         >>> seg = setr.inference.predict(model, "street.png", mode="slide", ms_flip=True)
         >>> seg.mask.shape                                   # (H, W), class indices
     """
-    predictor = Predictor(model, protocol, batch_size=batch_size, device=device, optimize=optimize, **overrides)
+    predictor = Predictor(
+        model, protocol, batch_size=batch_size, device=device, optimize=optimize, precision=precision, **overrides
+    )
     return predictor(images, ms_flip=ms_flip, return_probs=return_probs)

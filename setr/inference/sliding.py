@@ -70,12 +70,13 @@ def slide_inference(
         batch_size: windows per forward pass (windows of all ``B`` images are pooled).
 
     Returns:
-        Averaged logits ``(B, C, H, W)``.
+        Averaged logits ``(B, C, H, W)``; merged in float32 (or float64) whatever the network's
+        dtype, so bf16 windows do not lose digits where they overlap.
     """
     batch, _, height, width = images.shape
     if batch == 0:  # an empty result with the model's class count
         probe = model(images[:, :, : min(crop, height), : min(crop, width)])
-        return probe.new_zeros(0, probe.shape[1], height, width)
+        return probe.new_zeros(0, probe.shape[1], height, width, dtype=torch.promote_types(probe.dtype, torch.float32))
     pad_h, pad_w = max(crop - height, 0), max(crop - width, 0)
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h))
@@ -89,7 +90,8 @@ def slide_inference(
         windows = torch.stack([images[i, :, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
         out = model(windows)
         if logits is None:
-            logits = out.new_zeros(batch, out.shape[1], full_h, full_w)
+            merge_dtype = torch.promote_types(out.dtype, torch.float32)
+            logits = out.new_zeros(batch, out.shape[1], full_h, full_w, dtype=merge_dtype)
         for (i, (y1, y2, x1, x2)), window_logits in zip(chunk, out):
             logits[i, :, y1:y2, x1:x2] += window_logits
     assert logits is not None

@@ -15,13 +15,33 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from ..convert import load_checkpoint, read_checkpoint, write_safetensors
 from .info import ModelInfo
 
-__all__ = ["CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "first_line", "reinit_classifiers"]
+__all__ = [
+    "CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "as_dtype", "first_line", "reinit_classifiers",
+]  # fmt: skip
+
+_DTYPE_NAMES = {
+    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "fp64": torch.float64, "float64": torch.float64,
+}  # fmt: skip
+
+
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A floating-point ``torch.dtype`` from a dtype or its name (``"bf16"``, ``"float32"``, ...)."""
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype.lower().removeprefix("torch.")]
+    raise TypeError(f"dtype={dtype!r}: expected a floating-point torch.dtype or one of {', '.join(_DTYPE_NAMES)}")
+
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -153,7 +173,10 @@ class SETRHubMixin(
                 losses; default: dropped, see :meth:`SETR.drop_aux_heads`), and constructor
                 overrides; a different ``num_classes`` loads everything else and re-initialises
                 the classifiers (with a warning); a different ``in_chans`` adapts the patch
-                embedding (with a warning).
+                embedding (with a warning). ``dtype`` (e.g. ``torch.bfloat16``) and ``device`` load
+                the weights straight into that precision and place: the model is built on the
+                ``meta`` device and receives the file's tensors, read one at a time, so no fp32
+                or randomly initialised copy is ever held.
 
         Raises:
             FileNotFoundError: the folder or repository lacks ``config.json`` or ``model.safetensors``.
@@ -222,17 +245,21 @@ class SETRHubMixin(
         aux_heads = model_kwargs.pop("aux_heads", False)
         if not isinstance(aux_heads, bool):
             raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")
+        dtype = as_dtype(model_kwargs.pop("dtype", None))
+        device = model_kwargs.pop("device", None) or map_location
         saved_classes = config.get("num_classes")
         wanted_classes = model_kwargs.pop("num_classes", saved_classes)
-        model = cls(**model_kwargs, num_classes=saved_classes)
+        if strict:  # every tensor comes from the file: nothing to initialise
+            with torch.device("meta"):
+                model = cls(**model_kwargs, num_classes=saved_classes)
+            load_checkpoint(model, weights, "setr", dtype=dtype)
+        else:
+            model = cls(**model_kwargs, num_classes=saved_classes)
+            model.load_state_dict(read_checkpoint(weights, dtype), strict=False)
         model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY))).for_channels(
             model.config["in_chans"]
         )
-        if strict:
-            load_checkpoint(model, weights, "setr")
-        else:
-            model.load_state_dict(read_checkpoint(weights), strict=False)
-        model.to(map_location)
+        model.to(device=device, dtype=dtype)
         if wanted_classes != saved_classes:
             reinit_classifiers(model, wanted_classes, model_id)
         if aux_heads and not model.aux_heads:

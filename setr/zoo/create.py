@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..convert import ConversionError, detect_format, load_checkpoint, load_timm_encoder, read_checkpoint
 from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
-from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, reinit_classifiers
+from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, as_dtype, reinit_classifiers
 from .hub import load_release_weights
 from .info import describe
 from .registry import is_model, lookup, split_model_name, user_entrypoint
@@ -25,6 +28,8 @@ def create_model(
     aux_heads: bool = False,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
     **overrides: Any,
 ) -> SETR | SETRBackbone:
     """Build a SETR model by name.
@@ -49,6 +54,12 @@ def create_model(
             ``features_only`` style), with the name's weights when asked for.
         out_indices: the backbone's blocks (with ``features_only``). Default: the four evenly
             spaced blocks the MLA neck reads (ViT-L ``5, 11, 17, 23``; ViT-B ``2, 5, 8, 11``).
+        dtype: the parameters' dtype (``torch.bfloat16`` or ``"bf16"``, ...; default float32).
+            With weights, the model is built on the ``meta`` device and the weights are read
+            straight into this dtype (a safetensors file one tensor at a time): no fp32 copy of
+            the model ever exists. ``model(x)`` then takes inputs of this dtype; for inference at
+            a lower precision see :func:`setr.optimize_for_inference`'s ``precision``.
+        device: where the parameters go (default the CPU).
         **overrides: constructor arguments of :class:`setr.SETR` (``img_size``, ``num_classes``,
             ``in_chans``, ``decode_index``, ...). With weights, a different ``num_classes`` loads
             everything else and re-initialises the classifiers; a different ``in_chans`` adapts
@@ -61,7 +72,11 @@ def create_model(
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices applies to features_only=True; pass both, or neither")
-    model = _create_segmentor(name, pretrained, checkpoint_path, aux_heads, overrides)
+    dtype = as_dtype(dtype)
+    device = torch.device(device) if device is not None else None
+    model = _create_segmentor(name, pretrained, checkpoint_path, aux_heads, overrides, dtype)
+    if dtype is not None or device is not None:
+        model.to(device=device, dtype=dtype)  # no-op for weights already loaded in place
     if not features_only:
         return model
     if out_indices is None:
@@ -75,18 +90,19 @@ def _create_segmentor(
     checkpoint_path: str | os.PathLike | None,
     aux_heads: bool,
     overrides: dict[str, Any],
+    dtype: torch.dtype | None,
 ) -> SETR:
     if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_model(name) and _is_model_folder(name)):
         if pretrained or checkpoint_path is not None:
             raise ValueError(f"{name} is a model folder: it brings its own weights; drop pretrained/checkpoint_path")
-        return SETR.from_pretrained(name, aux_heads=aux_heads, **overrides)
+        return SETR.from_pretrained(name, aux_heads=aux_heads, dtype=dtype, **overrides)
     base, _ = split_model_name(name)
     if pretrained and checkpoint_path is not None:
         raise ValueError("give either pretrained=True or checkpoint_path, not both")
     if not isinstance(aux_heads, bool):
         raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")
     if checkpoint_path is not None and _is_model_folder(checkpoint_path):
-        return _load_model_folder(name, checkpoint_path, aux_heads, overrides)
+        return _load_model_folder(name, checkpoint_path, aux_heads, overrides, dtype)
     load_weights = pretrained or checkpoint_path is not None
     requested_classes = overrides.pop("num_classes", None) if load_weights else None
     explicit_aux = "aux_indices" in overrides
@@ -114,11 +130,12 @@ def _create_segmentor(
             return model
 
     if checkpoint_path is not None:
-        model = _build_from_checkpoint(build, checkpoint_path, requested_classes)
+        model = _build_from_checkpoint(build, checkpoint_path, requested_classes, dtype)
     else:
-        model = build()
+        with torch.device("meta") if pretrained else contextlib.nullcontext():  # the weights fill it
+            model = build()
         if pretrained:
-            load_release_weights(model, entry.name, tag)
+            load_release_weights(model, entry.name, tag, dtype)
     if requested_classes is not None and requested_classes != model.num_classes:
         reinit_classifiers(model, requested_classes, name)
     if not aux_heads and not explicit_aux:
@@ -130,11 +147,13 @@ def _is_model_folder(path: str | os.PathLike) -> bool:
     return (Path(path).expanduser() / CONFIG_FILE).is_file()
 
 
-def _load_model_folder(name: str, folder: str | os.PathLike, aux_heads: bool, overrides: dict[str, Any]) -> SETR:
+def _load_model_folder(
+    name: str, folder: str | os.PathLike, aux_heads: bool, overrides: dict[str, Any], dtype: torch.dtype | None
+) -> SETR:
     """``checkpoint_path=`` a ``save_pretrained`` folder: its ``config.json`` gives the architecture
     (the weights were saved for it), so ``name`` must only agree on the head type."""
     entry, _, _ = lookup(name) if user_entrypoint(split_model_name(name)[0]) is None else (None, None, None)
-    model = SETR.from_pretrained(folder, aux_heads=aux_heads, **overrides)
+    model = SETR.from_pretrained(folder, aux_heads=aux_heads, dtype=dtype, **overrides)
     if entry is not None and model.config["head"] != entry.head:
         raise ValueError(
             f"{folder} holds a {model.config['head']} model, not a {entry.head} one like {name}; "
@@ -169,27 +188,37 @@ def _weights_file(checkpoint_path: str | os.PathLike) -> Path:
 
 
 def _build_from_checkpoint(
-    build: Callable[..., SETR], checkpoint_path: str | os.PathLike, requested_classes: int | None
+    build: Callable[..., SETR],
+    checkpoint_path: str | os.PathLike,
+    requested_classes: int | None,
+    dtype: torch.dtype | None = None,
 ) -> SETR:
-    """Build the model and load ``checkpoint_path`` strictly (the file is read once).
+    """Build the model and load ``checkpoint_path`` strictly (the file is read once, in ``dtype``).
 
     With ``requested_classes``, a checkpoint that already has that many classes loads as is (a
     user's fine-tuned weights); otherwise the model is built with the checkpoint's classes, loaded,
-    and the caller re-initialises the classifiers.
+    and the caller re-initialises the classifiers. The model is built on the ``meta`` device when
+    the checkpoint fills all of it (every format but timm's encoder-only weights).
     """
     path = _weights_file(checkpoint_path)
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, dtype)
     fmt = detect_format(state)
-    model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
     if fmt == "timm":
+        model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
         return _init_from_timm(model, state, path)
+
+    def build_empty(**extra: Any) -> SETR:
+        with torch.device("meta"):
+            return build(**extra)
+
+    model = build_empty(**({"num_classes": requested_classes} if requested_classes is not None else {}))
     try:
         load_checkpoint(model, state, fmt)
     except ConversionError as error:
         found = getattr(error, "checkpoint_classes", None)
         if requested_classes is None or found is None:
             raise ConversionError(f"{path}: {error}") from None
-        model = build(num_classes=found)  # load as saved; the caller re-initialises the classifiers
+        model = build_empty(num_classes=found)  # load as saved; the caller re-initialises the classifiers
         try:
             load_checkpoint(model, state, fmt)
         except ConversionError as other:

@@ -10,6 +10,7 @@ import hashlib
 import os
 from typing import Any
 
+import torch
 from huggingface_hub import hf_hub_download
 
 from ..convert import load_checkpoint
@@ -24,8 +25,9 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """The weights of a zoo name could not be obtained from the Hub; the message says what to do."""
 
 
-def load_release_weights(model: SETR, name: str, tag: str) -> None:
-    """Download ``name.tag``'s safetensors from the Hub (pinned revision, cached) and load strictly.
+def load_release_weights(model: SETR, name: str, tag: str, dtype: torch.dtype | None = None) -> None:
+    """Download ``name.tag``'s safetensors from the Hub (pinned revision, cached) and load strictly
+    (in ``dtype``, read one tensor at a time, when given).
 
     Raises:
         PretrainedWeightsUnavailable: the file cannot be had (offline, not published); the message
@@ -44,7 +46,7 @@ def load_release_weights(model: SETR, name: str, tag: str) -> None:
             f"then load it with setr.from_pretrained('{name}.{tag}') or "
             f"setr.create_model('{name}.{tag}', checkpoint_path=<downloaded file>)."
         ) from error
-    load_checkpoint(model, path, "setr")
+    load_checkpoint(model, path, "setr", dtype=dtype)
     model.info = model.info.replace(hub_repo=repo_id, loaded_from={"hub": repo_id, "revision": HUB_REVISION})
 
 
