@@ -138,6 +138,11 @@ def _create_segmentor(
             load_release_weights(model, entry.name, tag, dtype)
     if requested_classes is not None and requested_classes != model.num_classes:
         reinit_classifiers(model, requested_classes, name)
+    if aux_heads and not model.aux_heads:
+        raise ValueError(
+            f"{checkpoint_path} was saved without auxiliary heads: load it with aux_heads=False and train "
+            "without auxiliary losses"
+        )
     if not aux_heads and not explicit_aux:
         model.drop_aux_heads()
     return model
@@ -207,7 +212,11 @@ def _build_from_checkpoint(
         model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
         return _init_from_timm(model, state, path)
 
+    saved_without_aux = fmt == "setr" and not any(key.startswith("aux_heads.") for key in state)
+
     def build_empty(**extra: Any) -> SETR:
+        if saved_without_aux:  # our own files keep aux heads only when they were trained with them
+            extra["aux_indices"] = []
         with torch.device("meta"):
             return build(**extra)
 
