@@ -123,6 +123,12 @@ def test_pretrained_zoo_name_loads_through_hf_hub_download_offline(tmp_path):
         torch.testing.assert_close(model(io["x"]), io["y"], atol=0, rtol=0)
         again = setr.from_pretrained("{hub_repo_id(ZOO, TAG)}", revision="{HUB_REVISION}")
         torch.testing.assert_close(again(io["x"]), io["y"], atol=0, rtol=0)
+        for half in (setr.create_model("{ZOO}", pretrained=True, dtype=torch.bfloat16, **{TINY_PUP!r}),
+                     setr.from_pretrained("{hub_repo_id(ZOO, TAG)}", revision="{HUB_REVISION}", dtype="bf16")):
+            reference = model.state_dict()
+            for key, value in half.state_dict().items():  # straight into bf16: the fp32 weights rounded
+                expected = reference[key].bfloat16() if reference[key].is_floating_point() else reference[key]
+                assert value.dtype == expected.dtype and torch.equal(value, expected), key
         print("OK")
         """,
         cache,
