@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from setr.zoo import zoo_markdown
@@ -20,3 +21,16 @@ def test_readme_starts_with_the_install_and_test_commands():
     assert blocks[1].startswith("python -m pytest -q")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\npython -m pytest -q\n" in ci
+
+
+IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_every_picture_a_page_shows_is_in_the_repository():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    shown = [(page, link) for page in pages for link in IMAGE_LINK.findall(page.read_text())]
+    assert len(shown) >= 5  # the decoders, the predictions (twice), the precision plot (twice)
+    missing = [f"{page.name}: {link}" for page, link in shown if not (page.parent / link).is_file()]
+    assert not missing, missing
+    for _, link in shown:
+        assert not link.startswith(("http://", "https://")), "pictures are drawn by scripts/docs_figures.py"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +46,13 @@ def mixed_precision(
 
 
 def train_loader(
-    dataset: Dataset, transform, batch_size: int, workers: int, seed: int, ctx: DistributedContext, start: int = 0
+    dataset: Dataset,
+    transform: Callable[..., Any],
+    batch_size: int,
+    workers: int,
+    seed: int,
+    ctx: DistributedContext,
+    start: int = 0,
 ) -> DataLoader:
     """An endless loader of augmented ``(images, labels)`` batches for this rank, restartable exactly.
 

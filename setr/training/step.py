@@ -31,7 +31,9 @@ def train_step(
         net: the model (possibly DDP- or compile-wrapped); called as ``net(images, return_aux=True)``.
         batches: yields ``(images (B, 3, H, W), labels (B, H, W))``.
         criterion: ``(logits, aux, labels) -> (loss, {name: term})`` (:class:`setr.training.SETRLoss`).
-        optimizer, scheduler, scaler: stepped once (the scheduler per iteration, as the official poly).
+        optimizer: stepped once.
+        scheduler: stepped once per iteration, as the official poly schedule.
+        scaler: the gradient scaler (a no-op unless fp16).
         autocast: the mixed-precision context the forward runs in.
         accum_steps: micro-batches per step; under DDP gradients are all-reduced on the last only.
         ctx: where this process stands (device, whether distributed).

@@ -138,7 +138,7 @@ def _create_segmentor(
             load_release_weights(model, entry.name, tag, dtype)
     if requested_classes is not None and requested_classes != model.num_classes:
         reinit_classifiers(model, requested_classes, name)
-    if aux_heads and not model.aux_heads:
+    if aux_heads and not explicit_aux and not model.aux_heads:
         raise ValueError(
             f"{checkpoint_path} was saved without auxiliary heads: load it with aux_heads=False and train "
             "without auxiliary losses"

@@ -1,0 +1,190 @@
+"""Draw the documentation's figures into ``docs/img/`` (matplotlib); rerun after a change.
+
+    python scripts/docs_figures.py                         # every figure it has inputs for
+    python scripts/docs_figures.py --model runs/train/final
+
+- ``decoders.png``: the Naive, PUP and MLA decoders of ViT-L as each model's own modules report
+  them: a forward on the ``meta`` device (no memory, no weights) with hooks that record each
+  stage's output shape, and the encoder blocks each head and auxiliary head reads.
+- ``predictions.png``: image | ground truth | prediction panels of the model ``examples/train.py``
+  trains, on its generated validation images, with the palette legend (needs ``--model``).
+- ``precision.png``, ``export.png``: latency bars from the JSON the benchmark scripts write
+  (``benchmarks/results/precision.json``, ``benchmarks/results/export.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import FancyBboxPatch, Patch  # noqa: E402
+
+import setr  # noqa: E402
+from setr.data.synthetic import SyntheticShapes  # noqa: E402
+from setr.inference import palette_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+IMG = ROOT / "docs" / "img"
+RESULTS = ROOT / "benchmarks" / "results"
+CASES = (("naive", "cityscapes"), ("pup", "cityscapes"), ("mla", "ade20k"))
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(str(n) for n in tensor.shape[1:])
+
+
+def _record(shapes: dict[str, str], name: str, output: torch.Tensor) -> None:
+    """A forward hook's body: note the shape, return nothing (a value would replace the output)."""
+    shapes[name] = _shape(output)
+
+
+def decoder_stages(head: str, dataset: str) -> tuple[dict, list[tuple[str, str]], list[str]]:
+    """``(config, [(stage, output shape C x h x w)], [aux head descriptions])`` of a ViT-L model, by
+    a forward on the meta device. MLA's four parallel neck levels and branches are one box each."""
+    with torch.device("meta"):
+        model = setr.create_model(f"setr_{head}_vitl_{dataset}", aux_heads=True).eval()
+    cfg = model.config
+    size = cfg["img_size"]
+    shapes: dict[str, str] = {}
+    if model.neck is not None:
+        taps = ", ".join(str(b) for b in cfg["mla_indices"])
+        watched = [(f"4 neck levels (blocks {taps}), each", model.neck.smooth[0]),
+                   ("4 branches, each (then x4 up, concatenated)", model.decode_head.branches[0])]  # fmt: skip
+    else:
+        watched = [(f"stage {i}" + (" (then x2 up)" if i < len(model.decode_head.convs) - 1 else ""), m)
+                   for i, m in enumerate(model.decode_head.convs)]  # fmt: skip
+    watched.append(("classifier", model.decode_head.classifier))
+    for name, module in watched:
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: None if name in shapes else _record(shapes, name, out)
+        )
+    aux: list[str] = []
+    for index, module in enumerate(model.aux_heads):
+        tap = cfg["aux_indices"][index]
+        label = f"{type(module).__name__} on " + (f"neck level {tap}" if model.neck is not None else f"block {tap}")
+        module.register_forward_hook(lambda _m, _i, out, label=label: aux.append(f"{label} -> {_shape(out)}"))
+    logits, _ = model(torch.empty(1, 3, size, size, device="meta"), return_aux=True)
+    grid = size // cfg["patch_size"]
+    tokens = ("encoder tokens", f"{cfg['embed_dim']}x{grid}x{grid}")
+    return cfg, [tokens, *shapes.items(), ("logits (bilinear up)", _shape(logits))], aux
+
+
+def draw_decoders(path: Path) -> None:
+    fig, axes = plt.subplots(len(CASES), 1, figsize=(13, 3.0 * len(CASES)))
+    for ax, (head, dataset) in zip(axes, CASES):
+        cfg, stages, aux = decoder_stages(head, dataset)
+        size = cfg["img_size"]
+        taps = cfg["mla_indices"] if head == "mla" else [cfg["decode_index"]]
+        name = "Naive" if head == "naive" else head.upper()
+        ax.set_title(f"SETR-{name} (ViT-L, {dataset}, {size}x{size} input): reads encoder "
+                     f"block{'s' if len(taps) > 1 else ''} {', '.join(str(t) for t in taps)} (0-based); "
+                     "shapes are channels x height x width", loc="left", fontsize=10)  # fmt: skip
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 10)
+        ax.axis("off")
+        boxes = [("image", f"3x{size}x{size}"), *stages]
+        width = 96 / len(boxes)
+        for i, (label, shape) in enumerate(boxes):
+            x = 2 + i * width
+            color = (
+                "#dbe9f6" if "neck" in label or "encoder" in label else "#fde7c8" if "logits" in label else "#e6f2dc"
+            )
+            ax.add_patch(FancyBboxPatch((x, 4.8), width * 0.8, 3.6, boxstyle="round,pad=0.2", fc=color, ec="#555"))
+            ax.text(x + width * 0.4, 7.2, label.replace(", each", ",\neach").replace(" (", "\n("), ha="center",
+                    va="center", fontsize=7.5)  # fmt: skip
+            ax.text(x + width * 0.4, 5.5, shape, ha="center", va="center", fontsize=8, family="monospace")
+            if i:
+                ax.annotate("", (x - 0.2, 6.6), (x - width * 0.2 + 0.2, 6.6), arrowprops=dict(arrowstyle="->"))
+        ax.text(2, 3.0, f"encoder: {cfg['depth']} ViT blocks, {cfg['embed_dim']}-d tokens on a "
+                f"{size // cfg['patch_size']}x{size // cfg['patch_size']} grid (patch {cfg['patch_size']})",
+                fontsize=9)  # fmt: skip
+        ax.text(2, 1.4, "auxiliary heads (training only, aux_heads=True): " + "; ".join(aux), fontsize=7.5, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_predictions(model_dir: Path, path: Path, count: int = 3) -> None:
+    model = setr.create_model(model_dir).eval()
+    info = model.info
+    palette = palette_for(model.num_classes, info.palette)
+    dataset = SyntheticShapes(count, split="val", size=(160, 160), num_classes=model.num_classes, seed=0)
+    predictor = setr.Predictor(model)
+    fig, axes = plt.subplots(count, 3, figsize=(7.5, 2.6 * count))
+    colours = torch.tensor(palette, dtype=torch.uint8)
+    for row, (image, label) in enumerate(dataset):
+        mask = predictor(image).mask
+        panels = [image.permute(1, 2, 0), colours[label.clamp(0, len(palette) - 1)], colours[mask]]
+        for ax, panel, title in zip(axes[row], panels, ("image", "ground truth", "prediction")):
+            ax.imshow(panel.numpy())
+            ax.set_title(title if row == 0 else "", fontsize=10)
+            ax.axis("off")
+    names = info.class_names or [str(i) for i in range(model.num_classes)]
+    handles = [Patch(color=[c / 255 for c in palette[i]], label=name) for i, name in enumerate(names)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def draw_bars(results: Path, key: str, path: Path, title: str) -> None:
+    rows = json.loads(results.read_text())
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    kinds = list(dict.fromkeys(r[key] for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        xs, ys = [], []
+        for c, case in enumerate(cases):
+            match = [r for r in rows if r["case"] == case and r[key] == kind]
+            if match:
+                xs.append(c + k * width)
+                ys.append(_median(match[0]["seconds"]))
+        bars = ax.bar(xs, ys, width, label=kind)
+        ax.bar_label(bars, fmt="%.1f s", fontsize=7)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cases))], [c.replace(":", " ViT-L, ") + " px" for c in cases])
+    ax.set_ylabel("seconds per image (median)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "runs" / "train" / "final",
+                        help="the folder examples/train.py wrote (for predictions.png)")  # fmt: skip
+    args = parser.parse_args()
+    IMG.mkdir(parents=True, exist_ok=True)
+    draw_decoders(IMG / "decoders.png")
+    print(f"wrote {IMG / 'decoders.png'}")
+    if (args.model / "config.json").is_file():
+        draw_predictions(args.model, IMG / "predictions.png")
+        print(f"wrote {IMG / 'predictions.png'}")
+    else:
+        print(f"skipped predictions.png: no model in {args.model} (run python examples/train.py first)")
+    for name, key, title in (
+        ("precision", "precision", "fp32 vs bf16 vs int8, optimize_for_inference, CPU (2-core Zen 4), batch 1"),
+        ("export", "runtime", "eager optimised vs ONNX Runtime vs AOTInductor vs torch.compile, CPU, fp32, batch 1"),
+    ):
+        source = RESULTS / f"{name}.json"
+        if source.is_file():
+            draw_bars(source, key, IMG / f"{name}.png", title)
+            print(f"wrote {IMG / f'{name}.png'}")
+        else:
+            print(f"skipped {name}.png: no {source} (python benchmarks/{name}.py --json {source})")
+
+
+if __name__ == "__main__":
+    main()
