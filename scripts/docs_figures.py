@@ -10,12 +10,15 @@
   trains, on its generated validation images, with the palette legend (needs ``--model``).
 - ``precision.png``, ``export.png``: latency bars from the JSON the benchmark scripts write
   (``benchmarks/results/precision.json``, ``benchmarks/results/export.json``).
+- ``sizes.png``: latency and memory above the loaded model against input size for the three heads,
+  and the explicit-attention reference, from ``benchmarks/results/models.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -134,7 +137,7 @@ def draw_predictions(model_dir: Path, path: Path, count: int = 3) -> None:
 
 
 def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
+    return statistics.median(values)
 
 
 def draw_bars(results: Path, key: str, path: Path, title: str) -> None:
@@ -161,6 +164,37 @@ def draw_bars(results: Path, key: str, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def draw_sizes(results: Path, path: Path) -> None:
+    """Latency and memory above the loaded model against input size, per head; explicit attention
+    (the official code's) where the run has it."""
+    rows = json.loads(results.read_text())
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for row in rows:
+        case = row["case"]
+        label = case["model"]["head"] + (" (explicit attention)" if case["attention"] == "explicit" else "")
+        above = (row["peak_bytes"] - row["baseline_bytes"]) / 2**20
+        series.setdefault(label, []).append((case["model"]["size"], _median(row["seconds"]), above))
+    ticks = sorted({p[0] for points in series.values() for p in points})
+    position = {size: index for index, size in enumerate(ticks)}  # evenly spaced: 480 and 512 are close
+    for label, points in sorted(series.items()):
+        points.sort()
+        style = "--" if "explicit" in label else "-"
+        xs = [position[p[0]] for p in points]
+        time_ax.plot(xs, [p[1] for p in points], style, marker="o", label=label)
+        memory_ax.plot(xs, [p[2] for p in points], style, marker="o", label=label)
+    names = {480: "Pascal Context, 60 classes", 512: "ADE20K, 150 classes", 768: "Cityscapes, 19 classes"}
+    for ax in (time_ax, memory_ax):
+        ax.set_xticks(range(len(ticks)), [f"{t}x{t}\n{names.get(t, '')}" for t in ticks], fontsize=8)
+        ax.set_xlabel("input: the zoo model of that crop")
+    time_ax.set(ylabel="seconds per image (median)", title="latency, ViT-L, CPU fp32")
+    memory_ax.set(ylabel="MiB above the loaded model", title="peak memory of the forward (logits included)")
+    time_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "runs" / "train" / "final",
@@ -174,6 +208,12 @@ def main() -> None:
         print(f"wrote {IMG / 'predictions.png'}")
     else:
         print(f"skipped predictions.png: no model in {args.model} (run python examples/train.py first)")
+    sizes = RESULTS / "models.json"
+    if sizes.is_file():
+        draw_sizes(sizes, IMG / "sizes.png")
+        print(f"wrote {IMG / 'sizes.png'}")
+    else:
+        print(f"skipped sizes.png: no {sizes} (python benchmarks/models.py --json {sizes})")
     for name, key, title in (
         ("precision", "precision", "fp32 vs bf16 vs int8, optimize_for_inference, CPU (2-core Zen 4), batch 1"),
         ("export", "runtime", "eager optimised vs ONNX Runtime vs AOTInductor vs torch.compile, CPU, fp32, batch 1"),
