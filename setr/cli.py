@@ -29,7 +29,7 @@ from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import init_distributed
 from .export import EXPORT_FORMATS, ExportedNetwork, MissingExtraError, export_model, load_exported
 from .export.requirements import require
-from .fast import PRECISIONS, resolve_precision
+from .fast import PRECISIONS, resolve_precision, to_precision
 from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
 from .inference import Predictor, evaluate, mask_to_image, overlay, palette_for
 from .metrics import ConfusionMatrix
@@ -137,7 +137,9 @@ def _load_model(args: argparse.Namespace, precision: str = "fp32"):
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
-        dtype = torch.bfloat16 if precision == "bf16" else None  # loaded in bf16: no fp32 copy is ever made
+        # bf16 and int8 read the weights in bf16: no fp32 copy of the model is ever made (int8
+        # quantizes its Linear layers from them just below, the rest goes back to fp32)
+        dtype = torch.bfloat16 if precision in ("bf16", "int8") else None
         model = setr.create_model(
             args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, dtype=dtype, **overrides
         )
@@ -153,6 +155,8 @@ def _load_model(args: argparse.Namespace, precision: str = "fp32"):
         raise CliError(f"--model {args.model}: {_one_line(error)}") from None
     if args.checkpoint is None and not args.pretrained and setr.is_model(args.model):
         _report(f"warning: {args.model} has random weights; pass --checkpoint PATH or --pretrained")
+    if precision == "int8":  # in place: the float Linear weights are freed as each layer is quantized
+        model = to_precision(model, "int8", inplace=True)
     return model
 
 

@@ -87,6 +87,20 @@ def test_int8_quantizes_exactly_the_encoder_linears_and_keeps_the_blocks_plain()
     assert all(p.dtype == torch.float32 for p in fast.parameters())
 
 
+def test_int8_from_a_bf16_model_quantizes_in_place_and_runs_the_rest_in_fp32():
+    """What `setr predict --precision int8` does: weights read in bf16, quantized in place."""
+    reference = tiny("mla")
+    half = tiny("mla").to(torch.bfloat16)
+    quantized = setr.fast.to_precision(half, "int8", inplace=True)
+    assert quantized is half and not any(isinstance(m, torch.nn.Linear) for m in half.encoder.blocks.modules())
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = images()
+    with torch.no_grad():
+        expected, got = reference(x), half(x)
+    assert ((got - expected).abs().max() / expected.abs().max()).item() < TOLERANCE["int8"] + TOLERANCE["bf16"]
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.99
+
+
 def test_int8_linear_matches_the_float_linear_to_quantization_error():
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 512)

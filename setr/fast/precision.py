@@ -97,8 +97,8 @@ def to_precision(model: nn.Module, precision: str, *, inplace: bool = False) -> 
     elif precision == "bf16":
         _cast_floating(model, torch.bfloat16)
     elif precision == "int8":
+        quantize_encoder_linears(model)  # first: a bf16 model's Linear weights never become fp32 whole
         _cast_floating(model, torch.float32)
-        quantize_encoder_linears(model)
     else:
         raise ValueError(f"precision={precision!r}: to_precision takes fp32, bf16 or int8 (resolve 'auto' first)")
     return model
