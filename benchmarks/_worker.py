@@ -82,6 +82,26 @@ class MatmulProbe:
         return timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
 
 
+def probed_runs(run: Callable[[], Any], probe: MatmulProbe, repeats: int) -> tuple[list[float], list[float]]:
+    """``repeats`` timed calls of ``run``, the probe's matmul timed before the first and after each:
+    ``(seconds per run, probe seconds)`` (one more probe than runs: each run sits between two)."""
+    seconds, probes = [], [probe.time()[0]]
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+        probes.append(probe.time()[0])
+    return seconds, probes
+
+
+def median_latency_and_fraction(report: dict[str, Any], flops: float) -> tuple[float, float]:
+    """The median latency of a ``probed_runs`` report and the median over its runs of the model's
+    FLOP rate as a fraction of the probe's rate around each run (``report["mm_flops"]`` per probe)."""
+    seconds, probes = report["seconds"], report["probes"]
+    rates = [flops / s / (report["mm_flops"] / ((a + b) / 2)) for s, a, b in zip(seconds, probes, probes[1:])]
+    return sorted(seconds)[len(seconds) // 2], sorted(rates)[len(rates) // 2]
+
+
 def timed(fn: Callable[[], Any], device: str) -> tuple[float, float]:
     """Wall-clock and process CPU seconds of ``fn()`` (CPU time leaves out the time other processes
     on a shared machine held the cores)."""

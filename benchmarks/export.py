@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from _common import QUICK, count_flops, model_spec, print_machine, table
-from _worker import MatmulProbe
+from _worker import MatmulProbe, median_latency_and_fraction, probed_runs
 
 import setr
 from setr.export import export_model, load_exported
@@ -62,12 +62,7 @@ def worker(runtime: str, head: str, size: int, quick: bool, repeats: int) -> dic
     with torch.inference_mode():
         network(x)  # warm-up (and compilation, for torch.compile)
         prepared = time.perf_counter() - start
-        seconds, probes = [], [probe.time()[0]]
-        for _ in range(repeats):
-            run_start = time.perf_counter()
-            network(x)
-            seconds.append(time.perf_counter() - run_start)
-            probes.append(probe.time()[0])
+        seconds, probes = probed_runs(lambda: network(x), probe, repeats)
     return dict(runtime=runtime, seconds=seconds, probes=probes, mm_flops=probe.flops, prepare_seconds=prepared,
                 file_bytes=file_bytes, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
 
@@ -100,12 +95,10 @@ def main() -> None:
                 continue
             report = json.loads(result.stdout.strip().splitlines()[-1])
             raw.append(dict(report, case=case))
-            latency = sorted(report["seconds"])[len(report["seconds"]) // 2]
-            rates = [flops / s / (report["mm_flops"] / ((a + b) / 2))
-                     for s, a, b in zip(report["seconds"], report["probes"], report["probes"][1:])]  # fmt: skip
+            latency, fraction = median_latency_and_fraction(report, flops)
             eager = latency if runtime == "eager" else eager
             size_text = f"{report['file_bytes'] / 2**20:.0f} MiB" if report["file_bytes"] else "-"
-            rows.append([runtime, f"{latency:.2f} s", f"{sorted(rates)[len(rates) // 2]:.0%}",
+            rows.append([runtime, f"{latency:.2f} s", f"{fraction:.0%}",
                          f"{report['peak_rss'] / 2**30:.2f} GiB", f"{report['prepare_seconds']:.0f} s", size_text,
                          f"{latency / eager:.2f}x" if eager else "-"])  # fmt: skip
         print(f"\n## {case} (batch 1, fp32, {args.repeats} runs after a warm-up)\n")

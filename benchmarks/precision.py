@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import QUICK, count_flops, model_spec, print_machine, table
-from _worker import MatmulProbe
+from _worker import MatmulProbe, median_latency_and_fraction, probed_runs
 from PIL import Image
 
 import setr
@@ -81,12 +81,7 @@ def worker(folder: str, precision: str, size: int, repeats: int) -> dict:
         prepared = time.perf_counter() - start
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the probe's operands
         probe = probe_for(precision)
-        seconds, probes = [], [probe.time()[0]]
-        for _ in range(repeats):
-            run_start = time.perf_counter()
-            network(x)
-            seconds.append(time.perf_counter() - run_start)
-            probes.append(probe.time()[0])
+        seconds, probes = probed_runs(lambda: network(x), probe, repeats)
     return dict(precision=precision, seconds=seconds, probes=probes, mm_flops=probe.flops, prepare_seconds=prepared,
                 peak_rss=peak_rss)  # fmt: skip
 
@@ -154,11 +149,9 @@ def main() -> None:
                     continue
                 report = json.loads(result.stdout.strip().splitlines()[-1])
                 raw.append(dict(report, case=case))
-                latency = sorted(report["seconds"])[len(report["seconds"]) // 2]
-                rates = [flops / s / (report["mm_flops"] / ((a + b) / 2))
-                         for s, a, b in zip(report["seconds"], report["probes"], report["probes"][1:])]  # fmt: skip
+                latency, fraction = median_latency_and_fraction(report, flops)
                 fp32 = latency if precision == "fp32" else fp32
-                rows.append([precision, f"{latency:.2f} s", f"{sorted(rates)[len(rates) // 2]:.0%}",
+                rows.append([precision, f"{latency:.2f} s", f"{fraction:.0%}",
                              f"{report['peak_rss'] / 2**30:.2f} GiB", f"{report['prepare_seconds']:.0f} s",
                              f"{fp32 / latency:.2f}x" if fp32 else "-"])  # fmt: skip
             print(f"\n## {case} (batch 1, optimize_for_inference, {args.repeats} runs after a warm-up)\n")

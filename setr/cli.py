@@ -26,7 +26,7 @@ import setr
 from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from .distributed import init_distributed
+from .distributed import DistributedContext, cleanup_distributed, init_distributed
 from .export import EXPORT_FORMATS, ExportedNetwork, MissingExtraError, export_model, load_exported
 from .export.requirements import require
 from .fast import PRECISIONS, resolve_precision, to_precision
@@ -351,11 +351,17 @@ def _eval_dataset(args: argparse.Namespace, num_classes: int | None = None):
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-
     try:
         ctx = init_distributed(args.device)
     except (RuntimeError, ValueError) as error:
         raise CliError(f"--device {args.device}: {_one_line(error)}") from None
+    try:
+        return _evaluate_in_group(args, ctx)
+    finally:  # a gloo group left to the interpreter's exit can abort the process after its work
+        cleanup_distributed()
+
+
+def _evaluate_in_group(args: argparse.Namespace, ctx: DistributedContext) -> int:
     dataset = _eval_dataset(args)  # layout and output errors before the (slow) model load
     json_path = _eval_json_path(args)
     try:
