@@ -219,6 +219,10 @@ def test_the_streaming_reader_equals_safetensors_and_refuses_a_damaged_file(tmp_
     (tmp_path / "cut.safetensors").write_bytes(data[:-10])
     with pytest.raises(ConversionError, match="truncated"):
         read_safetensors_as(tmp_path / "cut.safetensors", torch.bfloat16)
+    header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": 5}}'
+    (tmp_path / "odd.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    with pytest.raises(ConversionError, match="tensor 'w' has an unreadable entry"):
+        read_safetensors_as(tmp_path / "odd.safetensors", torch.bfloat16)
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ConversionError, match="not a readable safetensors file"):
         setr.convert.read_checkpoint(tmp_path / "junk.safetensors", torch.bfloat16)

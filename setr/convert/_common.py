@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["require_class_token", "DROP", "ConversionError", "Rule", "apply_rules", "check_against_model"]
+__all__ = [
+    "require_class_token", "DROP", "ConversionError", "Rule", "apply_rules", "check_against_model", "floating_to",
+]  # fmt: skip
 
 DROP = None
 """Target of a rule whose source tensors are discarded (the rule's ``why`` says why)."""
@@ -100,6 +102,11 @@ def _class_counts(
         return None
     key = mismatched[0]
     return converted[key].shape[0], expected[key].shape[0]
+
+
+def floating_to(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in ``dtype`` (integer and bool tensors kept)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..files import atomic_target
-from ._common import ConversionError
+from ._common import ConversionError, floating_to
 from ._numpy import ArraySpec, numpy_data_globals
 from .pdparams import read_pdparams
 from .streaming import read_safetensors_as
@@ -106,7 +106,7 @@ def read_checkpoint(path: str | os.PathLike, dtype: torch.dtype | None = None) -
             raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
     state = read_pdparams(path) if path.suffix == ".pdparams" else unwrap_state_dict(_torch_load(path), path)
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        state = floating_to(state, dtype)
     return state
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from timm.models import adapt_input_conv
 
-from ._common import ConversionError, check_against_model
+from ._common import ConversionError, check_against_model, floating_to
 from .io import read_checkpoint
 from .mmseg import convert_mmseg
 from .official import convert_official
@@ -144,7 +144,7 @@ def load_checkpoint(
             wrapped.checkpoint_classes = error.checkpoint_classes
         raise wrapped from None
     if dtype is not None:
-        converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
+        converted = floating_to(converted, dtype)
     on_meta = any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
     model.load_state_dict(converted, strict=True, assign=on_meta)
     if on_meta:

@@ -56,6 +56,15 @@ def _header(handle, path: Path, file_size: int) -> tuple[dict, int]:
     return header, 8 + length
 
 
+def _file_position(item: tuple[str, object]) -> int:
+    """Where a header entry's data starts, to read the file front to back; 0 for an entry too
+    damaged to say (the checks below then refuse it with its name)."""
+    try:
+        return int(item[1]["data_offsets"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0
+
+
 def read_safetensors_as(
     path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | torch.device | None = None
 ) -> dict[str, torch.Tensor]:
@@ -78,7 +87,7 @@ def read_safetensors_as(
     tensors: dict[str, torch.Tensor] = {}
     with open(path, "rb") as handle:
         header, data_start = _header(handle, path, file_size)
-        for name, spec in sorted(header.items(), key=lambda item: item[1].get("data_offsets", [0])[0]):
+        for name, spec in sorted(header.items(), key=_file_position):
             try:
                 source_dtype = _DTYPES[spec["dtype"]]
                 shape = [int(n) for n in spec["shape"]]
