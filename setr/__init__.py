@@ -29,6 +29,16 @@ from .zoo import (
 
 __version__ = "0.2.0"
 
+
+def __getattr__(name: str) -> object:
+    # setr.training (optimiser, schedule, loss, loop pieces) loads on first use: inference never needs it
+    if name == "training":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.training")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DATASETS", "SETR", "DatasetInfo", "EvalProtocol", "MLAAuxHead", "MLAHead", "MLANeck", "ModelInfo",
     "NaiveHead", "PUPAuxHead", "PUPHead", "PatchEmbed", "PretrainedWeightsUnavailable", "Predictor", "Release",

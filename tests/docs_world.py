@@ -37,11 +37,13 @@ What a page runs against, and the only ways it differs from the reader's machine
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import glob
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -438,32 +440,56 @@ def run_page(page: Path, world: Path, scratch: Path) -> dict[str, dict[str, Any]
     return results
 
 
+def _prepare_process(threads: int) -> None:
+    """The substitutions of the module docstring, in this process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    shrink_the_zoo()
+    quarter_the_protocols()
+
+
+def _run_page_in_worker(job: tuple[Path, Path, Path]) -> dict[str, dict[str, Any]]:
+    return run_page(*job)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     parser.add_argument("--scratch", type=Path, required=True, help="an empty folder to work in")
     parser.add_argument("--pages", nargs="*", help="only these pages (paths relative to the repository)")
+    parser.add_argument("--workers", type=int, default=2, help="pages run in this many processes at once")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_CACHE", str(args.scratch / "hf-cache"))
     if "huggingface_hub" in sys.modules or os.environ.get("HF_HUB_OFFLINE") != "1":
         raise SystemExit("run with HF_HUB_OFFLINE=1 and HF_HUB_CACHE set before anything imports huggingface_hub")
-    import torch
-
-    torch.manual_seed(0)
-    shrink_the_zoo()
-    quarter_the_protocols()
     with socket.socket() as probe:  # one process of a torchrun job
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    _prepare_process(threads=max(1, os.cpu_count() or 1))
     start = time.perf_counter()
     world = args.scratch / "world"
     os.chdir(args.scratch)
     build_world(world)
     results: dict[str, Any] = {"world_seconds": round(time.perf_counter() - start, 2), "blocks": {}}
     pages = [ROOT / p for p in args.pages] if args.pages else PAGES
-    for page in pages:
-        results["blocks"].update(run_page(page, world, args.scratch))
+    # the pages that export ONNX first, so that the two processes finish together
+    pages = sorted(pages, key=lambda page: -page.read_text().count("onnx"))
+    jobs = [(page, world, args.scratch) for page in pages]
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    # a fresh process per page, as a reader runs it (what one page imports is not there for the next)
+    with concurrent.futures.ProcessPoolExecutor(
+        args.workers,
+        multiprocessing.get_context("spawn"),
+        initializer=_prepare_process,
+        initargs=(threads,),
+        max_tasks_per_child=1,
+    ) as pool:
+        for page_results in pool.map(_run_page_in_worker, jobs):
+            results["blocks"].update(page_results)
+    results["seconds"] = round(time.perf_counter() - start, 2)
     args.out.write_text(json.dumps(results, indent=1))
 
 

@@ -324,3 +324,12 @@ def test_trains_on_a_folder_dataset(tmp_path):
     assert main(["eval", "--model", str(final), "--dataset", "folder", "--root", str(root), "--split", "val",
                  "--workers", "0", "--json", str(report)]) == 0  # fmt: skip
     assert json.loads(report.read_text())["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)
+
+
+def test_setr_training_is_reachable_after_import_setr_alone():
+    # the pages write `import setr` then `setr.training.param_groups(...)`: a fresh process must find it
+    code = "import sys, setr; assert 'setr.training' not in sys.modules; print(setr.training.param_groups.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "param_groups", result.stderr[-2000:]
+    result = subprocess.run([sys.executable, "-c", "import setr; setr.trainig"], capture_output=True, text=True)
+    assert "module 'setr' has no attribute 'trainig'" in result.stderr
