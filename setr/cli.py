@@ -27,7 +27,7 @@ from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import DistributedContext, cleanup_distributed, init_distributed
-from .export import EXPORT_FORMATS, ExportedNetwork, MissingExtraError, export_model, load_exported
+from .export import EXPORT_FORMATS, EXPORT_PRECISIONS, ExportedNetwork, MissingExtraError, export_model, load_exported
 from .export.requirements import require
 from .fast import PRECISIONS, resolve_precision, to_precision
 from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
@@ -497,6 +497,10 @@ def _add_export(subparsers) -> None:
     parser.add_argument("--size", type=_size, help="HxW of the example input and of a static graph (default: the crop)")
     parser.add_argument("--batch", type=int, default=1, help="batch of a static graph (dynamic: any batch)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--precision", choices=list(EXPORT_PRECISIONS), default="fp32",
+        help="the graph's weights and input: fp32, or bf16 (pt2/aoti; loaded straight into bf16)",
+    )  # fmt: skip
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=True, help="zoo or architecture name, or a save_pretrained folder")
     group.add_argument("--checkpoint", help="weights: official .pth, mmseg, PaddleViT or setr safetensors, or a folder")
@@ -522,9 +526,14 @@ def _run_export(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     except OSError as error:
         raise CliError(f"--out {out}: {_one_line(error)}") from None
-    model = _load_model(args)
+    if args.precision == "bf16" and args.format == "onnx":
+        raise CliError("--precision bf16 --format onnx: ONNX Runtime's CPU provider has no bf16 Conv; use pt2 or aoti")
+    model = _load_model(args, args.precision)
     try:
-        export_model(model, out, args.format, dynamic=args.dynamic, size=args.size, batch=args.batch, force=args.force)
+        export_model(
+            model, out, args.format, dynamic=args.dynamic, size=args.size, batch=args.batch, force=args.force,
+            precision=args.precision,
+        )  # fmt: skip
     except (ValueError, OSError) as error:
         raise CliError(f"export: {_one_line(error)}") from None
     shape = (
@@ -533,7 +542,7 @@ def _run_export(args: argparse.Namespace) -> int:
         else "static "
         + "x".join(map(str, (args.batch, model.config["in_chans"], *(args.size or (model.config["img_size"],) * 2))))
     )
-    print(f"exported {args.model} ({shape}) -> {out}")
+    print(f"exported {args.model} ({shape}, {args.precision}) -> {out}")
     return 0
 
 

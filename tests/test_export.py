@@ -194,3 +194,58 @@ def test_the_command_line_exports_and_predicts_with_the_exported_file(tmp_path, 
     )
     assert main([*common, "--exported", str(out), "--model", "setr_pup_vitl", "--out", str(tmp_path / "c")]) == 2
     assert "brings its own network" in capsys.readouterr().err
+
+
+def test_a_bf16_program_takes_any_input_dtype_and_gives_float32_logits_close_to_fp32(tmp_path):
+    model = tiny("pup")
+    path = export_model(model, tmp_path / "half.pt2", "pt2", dynamic=True, size=(64, 96), precision="bf16")
+    assert next(model.parameters()).dtype == torch.float32  # exported from a converted copy
+    network = load_exported(path)
+    assert network.metadata["dtype"] == "bfloat16" and network.input_dtype == torch.bfloat16
+    x = torch.randn(2, 3, 50, 70, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+        reference = model.to(torch.bfloat16)(x.bfloat16()).float()  # the same network run eagerly in bf16
+        model.float()
+        got = network(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    torch.testing.assert_close(got, reference, atol=2e-2 * reference.abs().max().item(), rtol=0)
+    assert (got - expected).abs().max() < 3e-2 * expected.abs().max()  # bf16's tolerance of fp32
+    assert (got.argmax(1) == reference.argmax(1)).float().mean() >= 0.99
+    image = torch.randint(0, 256, (3, 45, 77), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    settings = dict(mode="slide", crop=32, stride=21, test_scale=None)
+    seg = Predictor(str(path), **settings)(image, return_probs=True)
+    assert seg.probs.dtype == torch.float32
+    eager = Predictor(model, **settings, precision="bf16")(image)
+    assert (seg.mask == eager.mask).float().mean() >= 0.99
+
+
+def test_a_bf16_model_exports_in_bf16_by_default_and_other_precisions_are_refused(tmp_path):
+    half = tiny("naive").to(torch.bfloat16)
+    path = export_model(half, tmp_path / "h.pt2", "pt2", dynamic=False)
+    assert load_exported(path).metadata["dtype"] == "bfloat16"
+    model = tiny("naive")
+    assert load_exported(export_model(model, tmp_path / "f.pt2", "pt2", dynamic=False)).metadata["dtype"] == "float32"
+    refusals = {
+        ("onnx", "bf16"): "ONNX Runtime's CPU provider has no bf16 Conv",
+        ("pt2", "int8"): "int8 cannot be exported",
+        ("pt2", "auto"): "choose its precision",
+        ("pt2", "fp16"): "export takes one of fp32, bf16",
+    }
+    for (fmt, precision), message in refusals.items():
+        with pytest.raises(ValueError, match=message):
+            export_model(model, tmp_path / f"x.{'onnx' if fmt == 'onnx' else 'pt2'}", fmt, precision=precision)
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_setr_export_precision_bf16_loads_in_bf16_and_refuses_onnx(tmp_path, capsys):
+    from setr.cli import main
+
+    tiny("mla").save_pretrained(tmp_path / "model")
+    out = tmp_path / "m.pt2"
+    argv = ["export", "--model", str(tmp_path / "model"), "--format", "pt2", "--size", "64x96", "--out", str(out)]
+    assert main([*argv, "--precision", "bf16"]) == 0
+    assert "bf16) ->" in capsys.readouterr().out
+    assert load_exported(out).input_dtype == torch.bfloat16
+    assert main([*argv[:4], "onnx", *argv[5:-1], str(tmp_path / "m.onnx"), "--precision", "bf16"]) == 2
+    assert "no bf16 Conv" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

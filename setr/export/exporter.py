@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -16,7 +17,7 @@ from ..models import SETR
 from .metadata import METADATA_KEY, export_metadata
 from .requirements import require
 
-__all__ = ["EXPORT_FORMATS", "MAX_SIDE", "export_model"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "MAX_SIDE", "export_model"]
 
 EXPORT_FORMATS = ("onnx", "pt2", "aoti")
 """``onnx``: an ONNX model (opset 18); ``pt2``: a ``torch.export`` program (``torch.export.save``);
@@ -24,6 +25,36 @@ EXPORT_FORMATS = ("onnx", "pt2", "aoti")
 
 MAX_SIDE = 16384
 """The largest image side a dynamic export accepts."""
+
+EXPORT_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""The precisions a graph can be exported in (its weights and its input; logits come back float32
+from :func:`setr.export.load_exported`). ``bf16``: ``pt2`` and ``aoti`` only."""
+
+
+def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
+    """The dtype to export ``model`` in: ``precision``'s, or the model's own when ``None``.
+
+    Raises:
+        ValueError: a precision that cannot be exported, or bf16 to ONNX.
+    """
+    if precision is None:
+        dtype = next(model.parameters()).dtype
+        precision = next((name for name, d in EXPORT_PRECISIONS.items() if d == dtype), str(dtype))
+    if precision == "int8":
+        raise ValueError(
+            "int8 cannot be exported: its Linear layers are PyTorch's packed fbgemm/oneDNN weights, which "
+            "torch.export and ONNX do not trace; export bf16 (pt2, aoti) or fp32, or quantize in the runtime"
+        )
+    if precision == "auto":
+        raise ValueError("an exported file runs on other machines: choose its precision, fp32 or bf16, not auto")
+    if precision not in EXPORT_PRECISIONS:
+        raise ValueError(f"precision={precision!r}: export takes one of {', '.join(EXPORT_PRECISIONS)}")
+    if precision == "bf16" and fmt == "onnx":
+        raise ValueError(
+            "bf16 cannot be exported to ONNX: ONNX Runtime's CPU provider has no bf16 Conv (the graph is "
+            "refused at load); export bf16 as pt2 or aoti, or ONNX in fp32"
+        )
+    return EXPORT_PRECISIONS[precision]
 
 
 def _plain(model: SETR) -> None:
@@ -38,8 +69,8 @@ def _plain(model: SETR) -> None:
 
 def _example(model: SETR, size: tuple[int, int] | None, batch: int) -> torch.Tensor:
     height, width = size if size is not None else (model.config["img_size"],) * 2
-    device = next(model.parameters()).device
-    return torch.randn(batch, model.config["in_chans"], height, width, device=device)
+    weight = next(model.parameters())
+    return torch.randn(batch, model.config["in_chans"], height, width, device=weight.device, dtype=weight.dtype)
 
 
 def _dynamic_shapes(model: SETR) -> dict[str, dict[int, Dim]]:
@@ -62,6 +93,7 @@ def export_model(
     size: tuple[int, int] | None = None,
     batch: int = 1,
     force: bool = False,
+    precision: str | None = None,
 ) -> Path:
     """Export ``model`` (its plain forward in eval mode) to ``path``.
 
@@ -82,6 +114,10 @@ def export_model(
             model's crop (``img_size``).
         batch: the batch of a static graph (a dynamic export traces a batch of at least 2).
         force: replace an existing file.
+        precision: ``"fp32"`` or ``"bf16"`` (:data:`EXPORT_PRECISIONS`): the graph's weights and
+            input dtype; default the model's own. A model in another dtype is exported from a
+            converted copy (``model`` is not changed); load it in the target dtype to avoid the copy
+            (``create_model(..., dtype=torch.bfloat16)``). bf16 goes to ``pt2``/``aoti`` only.
 
     Returns:
         The path written (atomically: an interrupted export leaves no partial file).
@@ -89,7 +125,8 @@ def export_model(
     Raises:
         setr.files.OutputExistsError: ``path`` exists and ``force`` is not set.
         setr.export.MissingExtraError: ONNX export without the ``export`` extra.
-        ValueError: an unknown format, an optimised model, a bad size or batch.
+        ValueError: an unknown format, an optimised model, a bad size or batch, a precision
+            that cannot be exported (``int8``, ``auto``, bf16 to ONNX).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -102,6 +139,7 @@ def export_model(
     if dynamic and size is not None and min(size) <= model.config["patch_size"]:
         raise ValueError(f"a dynamic export needs an example larger than one patch per side, got {size}")
     _plain(model)
+    dtype = export_dtype(model, precision, fmt)
     path = Path(path)
     check_output_dir(path.parent if str(path.parent) else ".", "the output folder")
     check_new_files([path], force, "force=True (--force)")
@@ -109,6 +147,8 @@ def export_model(
         require("onnx", "ONNX export")
         require("onnxscript", "ONNX export")
 
+    if next(model.parameters()).dtype != dtype:
+        model = copy.deepcopy(model).to(dtype)
     was_training = model.training
     model.eval()
     # A dynamic export traces an example batch of at least 2: torch.export specialises a size-1 batch.

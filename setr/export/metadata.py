@@ -20,7 +20,8 @@ def export_metadata(model: SETR, fmt: str, dynamic: bool, input_shape: tuple[int
 
     Returns:
         ``format``, ``dynamic``, ``input_shape`` (the example ``(B, C, H, W)``; the only one a
-        static export takes), ``num_classes``, ``in_chans``, ``config`` (the constructor
+        static export takes), ``num_classes``, ``in_chans``, ``dtype`` (of the weights and the
+        input: ``float32`` or ``bfloat16``), ``config`` (the constructor
         arguments) and ``info`` (:class:`setr.ModelInfo` as a dict: classes, palette, mean/std,
         test protocol, provenance).
     """
@@ -31,6 +32,7 @@ def export_metadata(model: SETR, fmt: str, dynamic: bool, input_shape: tuple[int
         "input_shape": list(input_shape),
         "num_classes": model.num_classes,
         "in_chans": model.config["in_chans"],
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "config": model.get_config(),
         "info": model.info.to_dict(),
     }

@@ -26,7 +26,8 @@ class ExportedShapeError(ValueError):
 
 class ExportedNetwork(nn.Module):
     """An exported SETR as a module: ``(B, in_chans, H, W)`` normalised images -> ``(B, num_classes,
-    H, W)`` logits (float32, on the input's device).
+    H, W)`` logits (float32, on the input's device). Inputs are cast to the graph's dtype
+    (``input_dtype``: float32, or bfloat16 for a bf16 export).
 
     ``info`` (:class:`setr.ModelInfo`), ``num_classes``, ``config`` and ``metadata`` come from the
     file, so :class:`setr.inference.Predictor` preprocesses and applies the test protocol as for the
@@ -44,6 +45,10 @@ class ExportedNetwork(nn.Module):
         self.info = ModelInfo.from_dict(metadata["info"])
         self.dynamic: bool = bool(metadata["dynamic"])
         self.input_shape: tuple[int, ...] = tuple(metadata["input_shape"])
+        dtype = metadata.get("dtype", "float32")  # files of setr 0.2.0 before bf16 export: float32
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"{self.path}: unknown graph dtype {dtype!r} in its setr metadata; re-export it")
+        self.input_dtype: torch.dtype = getattr(torch, dtype)
 
     def extra_repr(self) -> str:
         shape = "dynamic" if self.dynamic else "x".join(map(str, self.input_shape))
@@ -54,10 +59,11 @@ class ExportedNetwork(nn.Module):
         if x.ndim != 4 or x.shape[1] != channels:
             raise ExportedShapeError(f"{self.path.name} takes (B, {channels}, H, W) images, got {tuple(x.shape)}")
         if x.shape[0] == 0:
-            return x.new_zeros((0, self.num_classes, *x.shape[-2:]))
-        x = x.float().contiguous()
+            return x.new_zeros((0, self.num_classes, *x.shape[-2:]), dtype=torch.float32)
+        device = x.device
+        x = x.to(self.input_dtype).contiguous()
         if self.dynamic:
-            return self._run(x).to(x.device)
+            return self._run(x).to(device, torch.float32)
         if tuple(x.shape[1:]) != self.input_shape[1:]:
             height, width = self.input_shape[2:]
             raise ExportedShapeError(
@@ -71,7 +77,7 @@ class ExportedNetwork(nn.Module):
             chunk = x[start : start + batch]
             if chunk.shape[0] < batch:
                 chunk = torch.cat([chunk, chunk.new_zeros((batch - chunk.shape[0], *chunk.shape[1:]))])
-            outputs.append(self._run(chunk).to(x.device))
+            outputs.append(self._run(chunk).to(device, torch.float32))
         return torch.cat(outputs)[: x.shape[0]]
 
 
