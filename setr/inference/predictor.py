@@ -8,7 +8,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
@@ -17,7 +16,7 @@ from ..fast import optimize_for_inference, resolve_precision, to_precision
 from ..fast.precision import floating_dtype
 from ..models import ModelInfo
 from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
-from .resize import multi_scale_sizes, resize_image, single_scale_size
+from .resize import multi_scale_sizes, resize_image, resize_logits, resized_argmax, single_scale_size
 from .sliding import slide_inference, whole_inference
 
 __all__ = ["MODES", "Predictor", "Segmentation", "predict", "resolve_protocol"]
@@ -200,12 +199,13 @@ class Predictor:
         crop, stride = self.protocol.crop, self.protocol.stride
         return slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
 
+    def _view_logits_unresized(self, views: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of 0-255 ``views`` at their own size (the network's input size)."""
+        return self.network(normalize(views.to(self.device, torch.float32), self.mean, self.std))
+
     def _logits_at(self, views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Logits of 0-255 ``views`` (already at the network's input size), resized to ``size``."""
-        logits = self.network(normalize(views.to(self.device, torch.float32), self.mean, self.std))
-        if tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits
+        return resize_logits(self._view_logits_unresized(views), size)
 
     def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
@@ -264,10 +264,15 @@ class Predictor:
                 results.append(Segmentation(probs.argmax(0).cpu(), probs.cpu() if return_probs else None))
         else:
             for group in _same_size_groups(rgb, self.batch_size):
-                logits = self.single_scale_logits(torch.stack(group))
-                for one in logits:
-                    probs = one.softmax(0).cpu() if return_probs else None
-                    results.append(Segmentation(one.argmax(0).cpu(), probs))
+                batch = torch.stack(group)
+                size = tuple(batch.shape[-2:])
+                view = resize_image(batch, single_scale_size(*size, self.protocol))
+                for one in self._view_logits_unresized(view):  # = single_scale_logits, resized per image
+                    if return_probs:
+                        one = resize_logits(one[None], size)[0]
+                        results.append(Segmentation(one.argmax(0).cpu(), one.softmax(0).cpu()))
+                    else:  # the mask alone never needs the full-size logits of every class at once
+                        results.append(Segmentation(resized_argmax(one, size).cpu(), None))
         return results[0] if single else results
 
 

@@ -15,7 +15,10 @@ import torch.nn.functional as F
 
 from ..data.meta import EvalProtocol
 
-__all__ = ["multi_scale_sizes", "rescale_size", "resize_image", "short_side_size", "single_scale_size"]
+__all__ = [
+    "multi_scale_sizes", "rescale_size", "resize_image", "resize_logits", "resized_argmax", "short_side_size",
+    "single_scale_size",
+]  # fmt: skip
 
 
 def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[int, int]:
@@ -114,3 +117,34 @@ def _resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     for b, c in np.ndindex(batch, channels):
         cv2.resize(planes[b, c], (width, height), dst=out[b, c], interpolation=cv2.INTER_LINEAR)
     return torch.from_numpy(out).to(images.device, torch.float32)
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, h, w)`` logits resized bilinearly to ``size`` (as the official code resizes them back
+    to the image): ``(B, C, *size)``; unchanged when already that size."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def resized_argmax(logits: torch.Tensor, size: tuple[int, int], channels_per_step: int = 16) -> torch.Tensor:
+    """``resize_logits(logits[None], size)[0].argmax(0)`` without the full-size map: ``(C, h, w)``
+    logits -> ``(*size)`` int64 class indices.
+
+    The logits are resized ``channels_per_step`` channels at a time, keeping the running maximum;
+    ties go to the lower class, as ``argmax``. Keep the step a multiple of 16: PyTorch's CPU resize
+    vectorises across channels, and in whole vectors each value is bit for bit the one the full
+    resize gives (in steps of 7 some differ in the last bit, which can flip an exact tie). 150
+    ADE20K classes at 768x768 then hold 38 MB instead of 354 MB at once.
+    """
+    best_value: torch.Tensor | None = None
+    best_class = torch.zeros(size, dtype=torch.int64, device=logits.device)
+    for start in range(0, logits.shape[0], channels_per_step):
+        value, index = resize_logits(logits[None, start : start + channels_per_step], size)[0].max(0)
+        if best_value is None:
+            best_value, best_class = value, index
+            continue
+        better = value > best_value
+        best_value = torch.where(better, value, best_value)
+        best_class = torch.where(better, index + start, best_class)
+    return best_class
