@@ -52,6 +52,9 @@ def whole_inference(model: nn.Module, images: torch.Tensor, batch_size: int = 4)
     return torch.cat([model(chunk) for chunk in images.split(max(batch_size, 1))])
 
 
+_CLASSES_PER_ADD = 16
+
+
 def slide_inference(
     model: nn.Module, images: torch.Tensor, crop: int, stride: int, batch_size: int = 4
 ) -> torch.Tensor:
@@ -93,7 +96,10 @@ def slide_inference(
             merge_dtype = torch.promote_types(out.dtype, torch.float32)
             logits = out.new_zeros(batch, out.shape[1], full_h, full_w, dtype=merge_dtype)
         for (i, (y1, y2, x1, x2)), window_logits in zip(chunk, out):
-            logits[i, :, y1:y2, x1:x2] += window_logits
+            # a few classes at a time: adding bf16 windows into the fp32 sum casts the operand to
+            # a temporary copy, which for all 150 ADE20K classes would be as large as the sum
+            for c in range(0, window_logits.shape[0], _CLASSES_PER_ADD):
+                logits[i, c : c + _CLASSES_PER_ADD, y1:y2, x1:x2] += window_logits[c : c + _CLASSES_PER_ADD]
     assert logits is not None
     count = torch.zeros(full_h, full_w, dtype=logits.dtype, device=logits.device)
     for y1, y2, x1, x2 in boxes:
