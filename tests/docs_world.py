@@ -64,6 +64,7 @@ FENCE = re.compile(
 )
 RUN_LANGUAGES = ("python", "bash")
 TINY_WIDTHS = dict(embed_dim=32, num_heads=2, head_channels=16, mla_channels=16, mla_head_channels=8)
+NOT_RUN_COMMANDS = "no setr command in it: pip / python examples/... / torchrun lines are not run here"
 HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -424,7 +425,10 @@ def run_page(page: Path, world: Path, scratch: Path) -> dict[str, dict[str, Any]
         for block in page_blocks(page):
             where = block_id(page, block["number"])
             if block["skip"]:
-                results[where] = dict(status="skipped", reason=block["skip"])
+                results[where] = dict(status="skipped", reason=f"marked not run on the page: {block['skip']}")
+                continue
+            if not _runs_something(block):
+                results[where] = dict(status="skipped", reason=NOT_RUN_COMMANDS)
                 continue
             start = time.perf_counter()
             try:
@@ -448,6 +452,13 @@ def _prepare_process(threads: int) -> None:
     torch.manual_seed(0)
     shrink_the_zoo()
     quarter_the_protocols()
+
+
+def _runs_something(block: dict[str, Any]) -> bool:
+    """Whether ``block`` has code this runner executes (Python, or a ``setr`` line)."""
+    if block["skip"]:
+        return False
+    return block["language"] == "python" or any(argv[0] == "setr" for argv in shell_lines(block["code"]))
 
 
 def _run_page_in_worker(job: tuple[Path, Path, Path]) -> dict[str, dict[str, Any]]:
@@ -475,6 +486,7 @@ def main() -> None:
     build_world(world)
     results: dict[str, Any] = {"world_seconds": round(time.perf_counter() - start, 2), "blocks": {}}
     pages = [ROOT / p for p in args.pages] if args.pages else PAGES
+    pages = [page for page in pages if any(_runs_something(block) for block in page_blocks(page))]
     # the pages that export ONNX first, so that the two processes finish together
     pages = sorted(pages, key=lambda page: -page.read_text().count("onnx"))
     jobs = [(page, world, args.scratch) for page in pages]
