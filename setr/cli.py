@@ -27,7 +27,15 @@ from .convert import ConversionError
 from .data.datasets import DatasetLayoutError, build_dataset
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .distributed import DistributedContext, cleanup_distributed, init_distributed
-from .export import EXPORT_FORMATS, EXPORT_PRECISIONS, ExportedNetwork, MissingExtraError, export_model, load_exported
+from .export import (
+    EXPORT_FORMATS,
+    EXPORT_PRECISIONS,
+    ExportedNetwork,
+    MissingExtraError,
+    check_export_precision,
+    export_model,
+    load_exported,
+)
 from .export.requirements import require
 from .fast import PRECISIONS, resolve_precision, to_precision
 from .files import OutputExistsError, atomic_write, check_new_files, check_output_dir
@@ -517,6 +525,7 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise CliError(f"--batch {args.batch}: give a positive batch")
     try:  # before the (slow) model load
+        check_export_precision(args.precision, args.format)
         check_output_dir(out.parent if str(out.parent) else ".", "--out folder")
         check_new_files([out], args.force)
         if args.format == "onnx":
@@ -524,10 +533,10 @@ def _run_export(args: argparse.Namespace) -> int:
             require("onnxscript", "ONNX export")
     except MissingExtraError as error:
         raise CliError(str(error)) from None
+    except ValueError as error:
+        raise CliError(f"--precision {args.precision} --format {args.format}: {_one_line(error)}") from None
     except OSError as error:
         raise CliError(f"--out {out}: {_one_line(error)}") from None
-    if args.precision == "bf16" and args.format == "onnx":
-        raise CliError("--precision bf16 --format onnx: ONNX Runtime's CPU provider has no bf16 Conv; use pt2 or aoti")
     model = _load_model(args, args.precision)
     try:
         export_model(

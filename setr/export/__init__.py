@@ -5,12 +5,12 @@ Needs the ``export`` extra (``pip install "setr-pytorch[export]"``) for ONNX; im
 never does.
 """
 
-from .exporter import EXPORT_FORMATS, EXPORT_PRECISIONS, export_model
+from .exporter import EXPORT_FORMATS, EXPORT_PRECISIONS, check_export_precision, export_model
 from .metadata import METADATA_KEY, export_metadata
 from .requirements import MissingExtraError
 from .runner import ExportedNetwork, ExportedShapeError, load_exported
 
 __all__ = [
-    "EXPORT_FORMATS", "EXPORT_PRECISIONS", "METADATA_KEY", "ExportedNetwork", "ExportedShapeError", "MissingExtraError", "export_metadata",
-    "export_model", "load_exported",
+    "EXPORT_FORMATS", "EXPORT_PRECISIONS", "METADATA_KEY", "ExportedNetwork", "ExportedShapeError", "MissingExtraError",
+    "check_export_precision", "export_metadata", "export_model", "load_exported",
 ]  # fmt: skip

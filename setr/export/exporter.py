@@ -17,7 +17,7 @@ from ..models import SETR
 from .metadata import METADATA_KEY, export_metadata
 from .requirements import require
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "MAX_SIDE", "export_model"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "MAX_SIDE", "check_export_precision", "export_model"]
 
 EXPORT_FORMATS = ("onnx", "pt2", "aoti")
 """``onnx``: an ONNX model (opset 18); ``pt2``: a ``torch.export`` program (``torch.export.save``);
@@ -31,15 +31,12 @@ EXPORT_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 from :func:`setr.export.load_exported`). ``bf16``: ``pt2`` and ``aoti`` only."""
 
 
-def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
-    """The dtype to export ``model`` in: ``precision``'s, or the model's own when ``None``.
+def check_export_precision(precision: str, fmt: str) -> None:
+    """Refuse a ``precision`` that cannot be exported to ``fmt`` (checkable before any model exists).
 
     Raises:
-        ValueError: a precision that cannot be exported, or bf16 to ONNX.
+        ValueError: ``int8``, ``auto``, an unknown precision, or bf16 to ONNX; the message says why.
     """
-    if precision is None:
-        dtype = next(model.parameters()).dtype
-        precision = next((name for name, d in EXPORT_PRECISIONS.items() if d == dtype), str(dtype))
     if precision == "int8":
         raise ValueError(
             "int8 cannot be exported: its Linear layers are PyTorch's packed fbgemm/oneDNN weights, which "
@@ -54,6 +51,18 @@ def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
             "bf16 cannot be exported to ONNX: ONNX Runtime's CPU provider has no bf16 Conv (the graph is "
             "refused at load); export bf16 as pt2 or aoti, or ONNX in fp32"
         )
+
+
+def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
+    """The dtype to export ``model`` in: ``precision``'s, or the model's own when ``None``.
+
+    Raises:
+        ValueError: see :func:`check_export_precision`.
+    """
+    if precision is None:
+        dtype = next(model.parameters()).dtype
+        precision = next((name for name, d in EXPORT_PRECISIONS.items() if d == dtype), str(dtype))
+    check_export_precision(precision, fmt)
     return EXPORT_PRECISIONS[precision]
 
 
