@@ -199,22 +199,19 @@ class Predictor:
         crop, stride = self.protocol.crop, self.protocol.stride
         return slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
 
-    def _view_logits_unresized(self, views: torch.Tensor) -> torch.Tensor:
+    def _view_logits(self, views: torch.Tensor) -> torch.Tensor:
         """Float32 logits of 0-255 ``views`` at their own size (the network's input size)."""
         return self.network(normalize(views.to(self.device, torch.float32), self.mean, self.std))
 
-    def _logits_at(self, views: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Logits of 0-255 ``views`` (already at the network's input size), resized to ``size``."""
-        return resize_logits(self._view_logits_unresized(views), size)
-
-    def _view_logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Logits for 0-255 ``images`` seen at ``size``, resized back to the images' own size."""
-        return self._logits_at(resize_image(images, size), tuple(images.shape[-2:]))
+    def _single_scale_view_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of same-size 0-255 ``(B, 3, H, W)`` images seen at the protocol's single test size,
+        not yet resized back: ``(B, C, h, w)``."""
+        return self._view_logits(resize_image(images, single_scale_size(*images.shape[-2:], self.protocol)))
 
     def single_scale_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Single-scale logits of same-size 0-255 RGB ``(B, 3, H, W)`` images (uint8 or float, resized
         where they are, then moved to the device): ``(B, C, H, W)``."""
-        return self._view_logits(images, single_scale_size(*images.shape[-2:], self.protocol))
+        return resize_logits(self._single_scale_view_logits(images), tuple(images.shape[-2:]))
 
     def ms_flip_probs(self, image: torch.Tensor) -> torch.Tensor:
         """Multi-scale (+ flip) softmax probabilities of one 0-255 RGB ``(3, H, W)`` image: ``(C, H, W)``."""
@@ -224,7 +221,7 @@ class Predictor:
         for size in multi_scale_sizes(*image.shape[-2:], self.protocol):
             view = resize_image(image, size)  # resized, then flipped: the official pipeline's order
             batch = torch.cat([view, view.flip(-1)]) if self.flip else view
-            probs = self._logits_at(batch, tuple(image.shape[-2:])).softmax(1)
+            probs = resize_logits(self._view_logits(batch), tuple(image.shape[-2:])).softmax(1)
             if self.flip:
                 probs[1] = probs[1].flip(-1)
             summed = probs.sum(0)
@@ -266,8 +263,7 @@ class Predictor:
             for group in _same_size_groups(rgb, self.batch_size):
                 batch = torch.stack(group)
                 size = tuple(batch.shape[-2:])
-                view = resize_image(batch, single_scale_size(*size, self.protocol))
-                for one in self._view_logits_unresized(view):  # = single_scale_logits, resized per image
+                for one in self._single_scale_view_logits(batch):  # single_scale_logits, resized per image
                     if return_probs:
                         one = resize_logits(one[None], size)[0]
                         results.append(Segmentation(one.argmax(0).cpu(), one.softmax(0).cpu()))
