@@ -63,6 +63,18 @@ def read_key_list(name: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def build_hub_cache(cache: Path, repo_id: str, revision: str, files: dict[str, bytes]) -> None:
+    """A Hugging Face cache holding ``files`` for ``repo_id`` at ``revision`` (the layout hf_hub_download reads)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / revision).write_text(commit)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Run the code of README.md and docs/*.md as a reader would, in a folder holding what the pages name.
 
-``python tests/docs_world.py --out results.json`` (``tests/test_docs_run.py`` runs it once, in a
+``python -m tests.docs_world --out results.json --scratch DIR`` from the repository (``tests/test_docs_run.py`` runs it once, in a
 subprocess, so that the Hugging Face variables below are read by ``huggingface_hub`` at import as
 they are for a user). Every page runs in a fresh copy of the folder, its blocks in page order in
 one namespace, so a block sees what the blocks above it made.
@@ -56,8 +56,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .conftest import build_hub_cache, read_key_list
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_KEYS = ROOT.parent / "shared" / "reference" / "keys"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(
     r"^(?:<!-- docs: not run \((?P<skip>[^)]*)\) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```", re.S | re.M
@@ -65,7 +66,6 @@ FENCE = re.compile(
 RUN_LANGUAGES = ("python", "bash")
 TINY_WIDTHS = dict(embed_dim=32, num_heads=2, head_channels=16, mla_channels=16, mla_head_channels=8)
 NOT_RUN_COMMANDS = "no setr command in it: pip / python examples/... / torchrun lines are not run here"
-HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def page_blocks(page: Path) -> list[dict[str, Any]]:
@@ -137,11 +137,6 @@ def _mask(path: Path, height: int, width: int, values: list[int], seed: int) -> 
     Image.fromarray(rng.choice(np.array(values, dtype=np.uint8), (height, width))).save(path)
 
 
-def _key_list(name: str) -> list[str]:
-    lines = (SHARED_KEYS / name).read_text().splitlines()
-    return [line.split("\t")[0] for line in lines if line.strip() and not line.startswith("#")]
-
-
 def in_foreign_layout(model: Any, convert: Any, layout_keys: list[str]) -> dict[str, Any]:
     """``model``'s weights under another framework's key names.
 
@@ -195,7 +190,7 @@ def _write_checkpoints(world: Path) -> None:
     from setr.convert.official import convert_official
     from setr.convert.paddle import convert_paddlevit
 
-    official_pup = _key_list("official_setr_keys_pup_vitl_cityscapes.txt")
+    official_pup = list(read_key_list("official_setr_keys_pup_vitl_cityscapes.txt"))
     for name, files in {
         "setr_pup_vitl_cityscapes.official_80k": ["SETR_PUP_cityscapes_80k.pth"],
         "setr_pup_vitl_ade20k.official_160k": ["SETR_PUP_ade.pth", "SETR_PUP_ade20k.pth"],
@@ -208,7 +203,7 @@ def _write_checkpoints(world: Path) -> None:
 
     name = "setr_pup_vitl_ade20k.mmseg_160k"
     model = setr.create_model(name, aux_heads=True)
-    mmseg_keys = [*_key_list("mmseg122_setr_keys_pup_vitl_ade20k.txt"), "backbone.patch_embed.projection.bias"]
+    mmseg_keys = [*read_key_list("mmseg122_setr_keys_pup_vitl_ade20k.txt"), "backbone.patch_embed.projection.bias"]
     path = world / "setr_pup_512x512_160k_b16_ade20k_20210619_191343-7e0ce826.pth"
     torch.save(
         {"meta": {"mmseg_version": "0.14.0"}, "state_dict": in_foreign_layout(model, convert_mmseg, mmseg_keys)}, path
@@ -217,7 +212,9 @@ def _write_checkpoints(world: Path) -> None:
 
     name = "setr_mla_vitl_cityscapes.paddlevit_80k"
     model = setr.create_model(name, aux_heads=True)
-    paddle = in_foreign_layout(model, convert_paddlevit, _key_list("paddlevit_setr_keys_mla_vitl_cityscapes.txt"))
+    paddle = in_foreign_layout(
+        model, convert_paddlevit, list(read_key_list("paddlevit_setr_keys_mla_vitl_cityscapes.txt"))
+    )
     path = world / "SETR_MLA_Large_768x768_80k.pdparams"
     path.write_bytes(pickle.dumps({k: np.ascontiguousarray(v.numpy()) for k, v in paddle.items()}, protocol=4))
     _loads_back_equal(name, path, model)
@@ -248,8 +245,9 @@ def _write_model_folders(world: Path) -> None:
     finetuned.eval().save_pretrained(world / "runs" / "finetune")
 
 
-def _write_hub_cache(world: Path, cache: Path) -> None:
-    """A tiny model for every zoo release the pages name, where ``hf_hub_download`` looks offline."""
+def _write_hub_cache(cache: Path, staging: Path) -> None:
+    """A tiny model for every zoo release the pages name, where ``hf_hub_download`` looks offline
+    (each saved under ``staging`` first)."""
     import setr
     from setr.zoo import HUB_REVISION, hub_repo_id
     from setr.zoo.registry import is_model, lookup
@@ -262,17 +260,18 @@ def _write_hub_cache(world: Path, cache: Path) -> None:
         entry, tag, release = lookup(name)
         if release is None:
             continue
-        repo = cache / ("models--" + hub_repo_id(entry.name, tag).replace("/", "--"))
-        if repo.exists():
+        folder = staging / f"{entry.name}.{tag}"
+        if folder.exists():
             continue
-        (repo / "refs").mkdir(parents=True)
-        (repo / "refs" / HUB_REVISION).write_text(HUB_COMMIT)
         # as `setr convert` writes a release: with its auxiliary heads
-        release_model = setr.create_model(f"{entry.name}.{tag}", aux_heads=True)
-        release_model.eval().save_pretrained(repo / "snapshots" / HUB_COMMIT)
+        setr.create_model(f"{entry.name}.{tag}", aux_heads=True).eval().save_pretrained(folder)
+        files = {file.name: file.read_bytes() for file in folder.iterdir() if file.is_file()}
+        build_hub_cache(cache, hub_repo_id(entry.name, tag), HUB_REVISION, files)
 
 
 def _write_data(world: Path) -> None:
+    from setr.data.synthetic import synthetic_info
+
     for number, name in enumerate(
         ["street.jpg", "street.png", "room.jpg", "photo.jpg", "photos/a.jpg", "photos/b.png"]
     ):
@@ -288,7 +287,7 @@ def _write_data(world: Path) -> None:
     _mask(ade / "annotations" / "validation" / "ADE_val_00000001.png", 96, 128, list(range(151)), 23)
     folder = world / "DATA"  # your own classes (the five of runs/train/final)
     (folder / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
-    (folder / "classes.txt").write_text("\n".join(["background", "stripes", "checks", "dots", "ring"]) + "\n")
+    (folder / "classes.txt").write_text("\n".join(synthetic_info(5).class_names) + "\n")
     for split, number in itertools.product(("train", "val"), range(2)):
         _image(folder / "images" / split / f"{split}{number}.jpg", 72, 96, 30 + number)
         _mask(folder / "masks" / split / f"{split}{number}.png", 72, 96, [0, 1, 2, 3, 4, 255], 40 + number)
@@ -303,12 +302,12 @@ def _write_exported(world: Path) -> None:
 
 
 def build_world(world: Path) -> None:
-    """Everything the pages name, under ``world`` (the Hub cache under ``world/.hf``)."""
+    """Everything the pages name, under ``world`` (the Hub cache where ``HF_HUB_CACHE`` says)."""
     world.mkdir(parents=True, exist_ok=True)
     _write_data(world)
     _write_checkpoints(world)
     _write_model_folders(world)
-    _write_hub_cache(world, Path(os.environ["HF_HUB_CACHE"]))
+    _write_hub_cache(Path(os.environ["HF_HUB_CACHE"]), world.parent / "hub-releases")
     _write_exported(world)
 
 

@@ -16,12 +16,11 @@ import sys
 
 import pytest
 
-from .conftest import require_shared
+from .conftest import KEYS, require_shared
 from .docs_world import (
     NOT_RUN_COMMANDS,
     PAGES,
     ROOT,
-    SHARED_KEYS,
     block_id,
     outputs_of,
     page_blocks,
@@ -34,12 +33,15 @@ BLOCKS = [block_id(page, block["number"]) for page in PAGES for block in page_bl
 
 @pytest.fixture(scope="module")
 def page_results(tmp_path_factory) -> dict:
-    require_shared(SHARED_KEYS)
+    require_shared(KEYS)
     scratch = tmp_path_factory.mktemp("docs")
     out = scratch / "results.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(scratch / "hf-cache"), HF_HOME=str(scratch / "hf-home"))
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(scratch / "hf-cache"), HF_HOME=str(scratch / "hf-home"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )  # fmt: skip
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "docs_world.py"), "--out", str(out), "--scratch", str(scratch)],
+        [sys.executable, "-m", "tests.docs_world", "--out", str(out), "--scratch", str(scratch)],
         capture_output=True, text=True, timeout=900, env=env, cwd=scratch,
     )  # fmt: skip
     assert result.returncode == 0 and out.is_file(), result.stderr[-4000:]

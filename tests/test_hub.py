@@ -19,7 +19,7 @@ import setr
 from setr.convert import ConversionError
 from setr.zoo import HUB_REVISION, convert_checkpoint, hub_repo_id
 
-from .conftest import golden_state_dict, load_golden, tiny_kwargs
+from .conftest import build_hub_cache, golden_state_dict, load_golden, tiny_kwargs
 
 TINY_PUP = dict(embed_dim=32, depth=2, num_heads=2, decode_index=1, aux_indices=[0])
 ZOO = "setr_pup_vitl_ade20k"
@@ -84,18 +84,6 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConversionError, match="missing from the checkpoint: encoder.blocks.2"):
         setr.from_pretrained(tmp_path)
-
-
-def build_hub_cache(cache: Path, repo_id: str, revision: str, files: dict[str, bytes]) -> None:
-    """A Hugging Face cache holding ``files`` for ``repo_id`` at ``revision`` (the layout hf_hub_download reads)."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / revision).write_text(commit)
-    snapshot = repo_dir / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for name, data in files.items():
-        (snapshot / name).write_bytes(data)
 
 
 def run_offline(script: str, cache: Path) -> subprocess.CompletedProcess:
