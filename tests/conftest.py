@@ -6,12 +6,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-GOLDEN = SHARED / "golden"
-KEYS = SHARED / "reference" / "keys"
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = DATA / "golden"
+KEYS = DATA / "keys"
 
 TINY = dict(img_size=64, embed_dim=64, depth=4, num_heads=4, num_classes=19)
 """The golden tiny configuration (official_setr configs shrunk): taps remapped to 4 blocks."""
@@ -29,22 +30,52 @@ def tiny_kwargs(head: str, **extra) -> dict:
     return dict(TINY, head=head, **TINY_TAPS[head], **aux, **extra)
 
 
-def require_shared(path: Path) -> Path:
-    """Skip when the shared reference files are absent, except under CI where that is a failure."""
+def require_data(path: Path) -> Path:
+    """``path`` under tests/data; skip when it is absent, except under CI where that is a failure."""
     if not path.exists():
         if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: the shared reference material must be present in CI")
+            pytest.fail(f"{path} is missing: the test data must be present in CI")
         pytest.skip(f"{path} not available")
     return path
 
 
+def recipe_state_dict(keys: list, seed: int) -> dict[str, torch.Tensor]:
+    """The golden weights, by the recipe of tests/data/README.md: one ``numpy.random.default_rng(seed)``
+    walks ``keys`` (``[key, shape, dtype]``) in order; integer tensors are zeros and draw nothing; each
+    floating tensor draws ``u = rng.random(shape)``, is set by its last name in float64, cast to float32.
+    """
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, shape, dtype in keys:
+        if not dtype.startswith("float"):
+            state[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
+            continue
+        u = rng.random(shape)
+        c = u - 0.5
+        name = key.rsplit(".", 1)[-1]
+        if name == "running_var":
+            value = u + 0.5
+        elif name == "running_mean":
+            value = 0.2 * c
+        elif name == "weight" and len(shape) == 1:
+            value = 1 + 0.2 * c
+        elif name in ("bias", "pos_embed", "cls_token"):
+            value = 0.04 * c
+        else:
+            value = 2 * np.sqrt(3) * c / np.sqrt(np.prod(shape[1:]))
+        state[key] = torch.from_numpy(value.astype(np.float32))
+    return state
+
+
 def load_golden(head: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(tensors, meta)`` of ``official_<head>_tiny``."""
+    """``(tensors, meta)`` of ``official_<head>_tiny``: the recipe weights as ``state_dict.<key>``,
+    and the official code's inputs and outputs for them."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(require_shared(GOLDEN / f"official_{head}_tiny.safetensors")))
-    meta = json.loads((GOLDEN / f"official_{head}_tiny.json").read_text())
-    return tensors, meta
+    tensors = load_file(str(require_data(GOLDEN / f"official_{head}_tiny_outputs.safetensors")))
+    meta = json.loads((GOLDEN / f"official_{head}_tiny_outputs.json").read_text())
+    state = recipe_state_dict(meta["weights"]["keys"], meta["weights"]["seed"])
+    return {**{f"state_dict.{k}": v for k, v in state.items()}, **tensors}, meta
 
 
 def golden_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,7 +84,7 @@ def golden_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def read_key_list(name: str) -> dict[str, torch.Tensor]:
     """A reference key list as meta tensors of the listed shapes (no memory)."""
-    path = require_shared(KEYS / name)
+    path = require_data(KEYS / name)
     tensors = {}
     for line in path.read_text().splitlines():
         if not line.strip() or line.startswith("#"):

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from .conftest import KEYS, require_shared
+from .conftest import KEYS, require_data
 from .docs_world import (
     NOT_RUN_COMMANDS,
     PAGES,
@@ -33,7 +33,7 @@ BLOCKS = [block_id(page, block["number"]) for page in PAGES for block in page_bl
 
 @pytest.fixture(scope="module")
 def page_results(tmp_path_factory) -> dict:
-    require_shared(KEYS)
+    require_data(KEYS)
     scratch = tmp_path_factory.mktemp("docs")
     out = scratch / "results.json"
     env = dict(
