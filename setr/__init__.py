@@ -14,6 +14,7 @@ from .models import (
     PUPAuxHead,
     PUPHead,
     Release,
+    SETRConfig,
     UpHead,
     ViTEncoder,
 )
@@ -42,6 +43,6 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "DATASETS", "SETR", "DatasetInfo", "EvalProtocol", "MLAAuxHead", "MLAHead", "MLANeck", "ModelInfo",
     "NaiveHead", "PUPAuxHead", "PUPHead", "PatchEmbed", "PretrainedWeightsUnavailable", "Predictor", "Release",
-    "UpHead", "ViTEncoder", "__version__", "create_model", "from_pretrained", "get_dataset_info", "is_model",
+    "SETRConfig", "UpHead", "ViTEncoder", "__version__", "create_model", "from_pretrained", "get_dataset_info", "is_model",
     "list_models", "model_info", "optimize_for_inference", "predict", "register_model",
 ]  # fmt: skip

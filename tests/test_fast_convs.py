@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from setr.fast import ClassifierConv2d, FoldedConvBNReLU, can_fold
 from setr.fast.heads import channels_last_map
-from setr.models._ops import ConvBNReLU, tokens_to_map
+from setr.models.encoder import tokens_to_map
+from setr.models.heads import ConvBNReLU
 
 
 def randomise_norms(module: torch.nn.Module, seed: int = 0) -> None:

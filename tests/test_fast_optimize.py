@@ -9,7 +9,7 @@ from timm.models.vision_transformer import Block
 
 from setr import SETR, optimize_for_inference
 from setr.fast import ClassifierConv2d, FastUpHead, FoldedConvBNReLU, FusedBlock
-from setr.models._ops import ConvBNReLU
+from setr.models.heads import ConvBNReLU
 
 from .conftest import HEADS, tiny_kwargs
 from .test_fast_convs import randomise_norms

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from setr import SETR, optimize_for_inference
 from setr.fast import FastUpHead, can_run_in_strips, upsample_conv_classify_in_strips
-from setr.models._ops import ConvBNReLU
+from setr.models.heads import ConvBNReLU
 
 from .conftest import tiny_kwargs
 from .test_fast_convs import randomise_norms

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from setr import SETR
+from setr import SETR, SETRConfig
 
 from .conftest import HEADS, TINY, tiny_kwargs
 
@@ -43,8 +43,8 @@ def test_batch_elements_are_independent(head):
 @pytest.mark.parametrize("head", HEADS)
 def test_config_round_trips_through_json(head):
     model = tiny(head)
-    config = json.loads(json.dumps(model.config))
-    rebuilt = SETR(**config).eval()
+    config = json.loads(json.dumps(model.config.to_dict()))
+    rebuilt = SETR(SETRConfig.from_dict(config)).eval()
     assert rebuilt.config == model.config
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)

@@ -46,8 +46,8 @@ def test_forward_shapes(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trip(name):
     model = tiny_model(name)
-    config = json.loads(json.dumps(model.config))
-    rebuilt = setr.SETR(**config).eval()
+    config = json.loads(json.dumps(model.config.to_dict()))
+    rebuilt = setr.SETR(setr.SETRConfig.from_dict(config)).eval()
     assert rebuilt.config == model.config
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(1, 3, 32, 48)

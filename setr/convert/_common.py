@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "require_class_token", "DROP", "ConversionError", "Rule", "apply_rules", "check_against_model", "floating_to",
+    "require_class_token", "DROP", "ConversionError", "Rule", "apply_rules", "check_against_model",
 ]  # fmt: skip
 
 DROP = None
@@ -86,8 +86,8 @@ def apply_rules(
 
 def _describe(model: torch.nn.Module) -> str:
     config = getattr(model, "config", None)
-    if isinstance(config, Mapping) and "head" in config:
-        return f"{type(model).__name__}(head={config['head']!r}, num_classes={config.get('num_classes')})"
+    if hasattr(config, "head") and hasattr(config, "num_classes"):  # a SETRConfig (convert sits below models)
+        return f"{type(model).__name__}(head={config.head!r}, num_classes={config.num_classes})"
     return type(model).__name__
 
 
@@ -102,11 +102,6 @@ def _class_counts(
         return None
     key = mismatched[0]
     return converted[key].shape[0], expected[key].shape[0]
-
-
-def floating_to(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """``state`` with its floating-point tensors in ``dtype`` (integer and bool tensors kept)."""
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:

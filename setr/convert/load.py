@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from timm.models import adapt_input_conv
 
-from ._common import ConversionError, check_against_model, floating_to
+from ..dtypes import cast_floating
+from ._common import ConversionError, check_against_model
 from .io import read_checkpoint
 from .mmseg import convert_mmseg
 from .official import convert_official
@@ -74,9 +75,14 @@ def convert_state_dict(
         )
     if fmt not in _CONVERTERS:
         raise ConversionError(f"unknown checkpoint format {fmt!r}; supported: {', '.join(_CONVERTERS)}")
-    converted = _adapt_input_channels(_CONVERTERS[fmt](state_dict, model.config), model)
+    converted = _adapt_input_channels(_CONVERTERS[fmt](state_dict, _config_dict(model)), model)
     check_against_model(converted, model, f"{fmt} checkpoint")
     return converted
+
+
+def _config_dict(model: torch.nn.Module) -> dict[str, Any]:
+    """The model's config as the plain dict the converters read (``SETRConfig.to_dict``)."""
+    return model.config.to_dict()
 
 
 def _adapt_input_channels(converted: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -144,7 +150,7 @@ def load_checkpoint(
             wrapped.checkpoint_classes = error.checkpoint_classes
         raise wrapped from None
     if dtype is not None:
-        converted = floating_to(converted, dtype)
+        converted = cast_floating(converted, dtype)
     on_meta = any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
     model.load_state_dict(converted, strict=True, assign=on_meta)
     if on_meta:

@@ -31,7 +31,7 @@ def export_metadata(model: SETR, fmt: str, dynamic: bool, input_shape: tuple[int
         "dynamic": dynamic,
         "input_shape": list(input_shape),
         "num_classes": model.num_classes,
-        "in_chans": model.config["in_chans"],
+        "in_chans": model.config.in_chans,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "config": model.get_config(),
         "info": model.info.to_dict(),

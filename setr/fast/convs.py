@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models._ops import ConvBNReLU
+from ..models.heads import ConvBNReLU
 from ._hooks import has_hooks
 
 __all__ = ["ClassifierConv2d", "FoldedConvBNReLU", "can_fold", "conv2d_channels_last", "fold_conv_bn"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models._ops import resize
-from ..models.heads import UpHead
+from ..models.heads import UpHead, resize
 from .strips import STRIP_BYTES, can_run_in_strips, upsample_conv_classify_in_strips
 
 __all__ = ["FastUpHead", "channels_last_map", "runs_last_stage_in_strips"]
@@ -54,7 +53,7 @@ class FastUpHead(UpHead):
 
 def channels_last_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """``(B, h*w, D) -> (B, D, h, w)`` as a channels-last view of contiguous tokens (no copy, unlike
-    the reference :func:`setr.models._ops.tokens_to_map`)."""
+    the reference :func:`setr.models.encoder.tokens_to_map`)."""
     batch, count, dim = tokens.shape
     if count != grid[0] * grid[1]:
         raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")

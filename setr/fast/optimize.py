@@ -7,8 +7,7 @@ import itertools
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from ..models._ops import ConvBNReLU
-from ..models.heads import MLAAuxHead, MLAHead, UpHead
+from ..models.heads import ConvBNReLU, MLAAuxHead, MLAHead, UpHead
 from ._hooks import has_hooks
 from ._twin import shared_twin
 from .blocks import FusedBlock, can_fuse_block

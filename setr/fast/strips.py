@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models._ops import resize
+from ..models.heads import resize
 from ._hooks import has_hooks
 from .convs import can_fold, conv2d_channels_last, fold_conv_bn
 

@@ -1,13 +1,14 @@
-"""The SETR network as the official code computes it: encoder, heads, segmentor (torch and timm only)."""
+"""The SETR network as the official code computes it: config, encoder, heads, segmentor (torch and timm only)."""
 
 from .backbone import SETRBackbone
-from .encoder import ViTEncoder
+from .config import SETRConfig
+from .encoder import PatchEmbed, ViTEncoder
 from .heads import MLAAuxHead, MLAHead, MLANeck, NaiveHead, PUPAuxHead, PUPHead, UpHead
 from .info import ModelInfo, Release
-from .patch_embed import PatchEmbed
 from .segmentor import HEAD_TYPES, SETR, default_taps, official_aux_indices
 
 __all__ = [
     "HEAD_TYPES", "MLAAuxHead", "MLAHead", "MLANeck", "ModelInfo", "NaiveHead", "PUPAuxHead", "PUPHead",
-    "PatchEmbed", "Release", "SETR", "SETRBackbone", "UpHead", "ViTEncoder", "default_taps", "official_aux_indices",
+    "PatchEmbed", "Release", "SETR", "SETRBackbone", "SETRConfig", "UpHead", "ViTEncoder", "default_taps",
+    "official_aux_indices",
 ]  # fmt: skip

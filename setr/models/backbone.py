@@ -8,7 +8,8 @@ import torch
 from timm.models import FeatureInfo
 from torch import nn
 
-from .encoder import ViTEncoder
+from .config import check_block_index
+from .encoder import ViTEncoder, tokens_to_map
 
 __all__ = ["SETRBackbone"]
 
@@ -33,11 +34,7 @@ class SETRBackbone(nn.Module):
         """
         super().__init__()
         depth = encoder.depth
-        indices = []
-        for i in out_indices:
-            if not isinstance(i, int) or isinstance(i, bool) or not -depth <= i < depth:
-                raise ValueError(f"out_indices: block {i!r} is out of range for an encoder of depth {depth}")
-            indices.append(i % depth)
+        indices = [check_block_index(i, depth, "out_indices: block") for i in out_indices]
         if not indices:
             raise ValueError("out_indices is empty: name at least one encoder block")
         self.encoder = encoder
@@ -48,4 +45,4 @@ class SETRBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         tokens, (h, w) = self.encoder(x, self.out_indices)
-        return [t.transpose(1, 2).reshape(x.shape[0], -1, h, w) for t in tokens]
+        return [tokens_to_map(t, (h, w)) for t in tokens]

@@ -1,4 +1,8 @@
-"""The ViT encoder of SETR: patch embedding, position embedding, a stack of pre-norm blocks."""
+"""The ViT encoder of SETR: patch embedding, position embedding, a stack of pre-norm blocks.
+
+Also the encoder's output format, written once: :func:`tokens_to_map` and the block-index rule
+(:func:`~setr.models.config.check_block_index`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,80 @@ from collections.abc import Sequence
 from functools import partial
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import PatchEmbed as _TimmPatchEmbed
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .patch_embed import PatchEmbed
+from .config import check_block_index
 
-__all__ = ["ViTEncoder"]
+__all__ = ["PatchEmbed", "ViTEncoder", "tokens_to_map"]
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(B, h*w, D) -> (B, D, h, w)`` for a row-major token grid ``(h, w)``, as a contiguous map.
+
+    Contiguous (a copy), so that the heads' weight gradients have the parameters' own strides,
+    which DDP requires of them; the inference fast path uses a channels-last view instead.
+    """
+    count = tokens.shape[1]
+    if count != grid[0] * grid[1]:
+        raise ValueError(f"{count} tokens do not fill a {grid[0]}x{grid[1]} grid")
+    return rearrange(tokens, "b (h w) d -> b d h w", h=grid[0], w=grid[1]).contiguous()
+
+
+class PatchEmbed(_TimmPatchEmbed):
+    """Image to patch tokens, for any input size.
+
+    A ``Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)`` (parameter name ``proj``, as
+    in timm and the official SETR code). Inputs whose sides are not a multiple of ``patch_size``
+    are zero-padded at the bottom and right first, so any ``H x W`` is accepted.
+
+    ``(B, C, H, W) -> (B, ceil(H/p), ceil(W/p), D)`` (channels last, ready to flatten into tokens).
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 768,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 1024,
+        bias: bool = True,
+    ) -> None:
+        """
+        Args:
+            img_size: the training crop; it only sets the reference grid of the position embedding.
+            patch_size: side of a square patch (and the convolution stride).
+            in_chans: input channels.
+            embed_dim: token width D.
+            bias: whether the projection has a bias (every SETR release has one).
+        """
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            bias=bias,
+            output_fmt="NHWC",
+            strict_img_size=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.proj.in_channels:
+            raise ValueError(
+                f"PatchEmbed expects images of shape (B, {self.proj.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        # Pad to the next multiple of the patch, written as a ceiling division so that under
+        # torch.export the token grid stays a simple symbolic expression of H and W.
+        patch_h, patch_w = self.patch_size
+        height, width = x.shape[-2:]
+        pad_h = (height + patch_h - 1) // patch_h * patch_h - height
+        pad_w = (width + patch_w - 1) // patch_w * patch_w - width
+        x = self.proj(F.pad(x, (0, pad_w, 0, pad_h)))
+        return self.norm(x.permute(0, 2, 3, 1))
 
 
 class ViTEncoder(nn.Module):
@@ -147,16 +217,14 @@ class ViTEncoder(nn.Module):
 
         Args:
             x: images ``(B, C, H, W)``, already normalised.
-            indices: 0-based block indices; repeats are allowed (one output each).
+            indices: block indices (negative counts from the end); repeats are allowed (one
+                output each).
 
         Returns:
             The patch tokens ``(B, h*w, D)`` after each requested block (cls token removed, no
             norm), in the order of ``indices``, and the token grid ``(h, w)``.
         """
-        indices = [self.depth - 1] if indices is None else [int(i) for i in indices]
-        for i in indices:
-            if not 0 <= i < self.depth:
-                raise ValueError(f"block index {i} is out of range for an encoder of depth {self.depth}")
+        indices = [self.depth - 1] if indices is None else [check_block_index(i, self.depth) for i in indices]
         tokens, grid = self.embed(x)
         wanted = set(indices)
         collected: dict[int, torch.Tensor] = {}

@@ -2,99 +2,24 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder import ViTEncoder
-from .heads import MLAAuxHead, MLAHead, MLANeck, UpHead
+from .config import HEAD_TYPES, SETRConfig, as_config, check_num_classes, default_taps, take_indices
+from .config import official_aux_indices as official_aux_indices
+from .encoder import ViTEncoder, tokens_to_map
+from .heads import MLAAuxHead, MLAHead, MLANeck, NaiveHead, PUPAuxHead, PUPHead
 from .hub_mixin import SETRHubMixin
 from .info import ModelInfo
 
-__all__ = ["HEAD_TYPES", "SETR", "default_taps", "official_aux_indices"]
+__all__ = ["HEAD_TYPES", "SETR", "SETRConfig", "default_taps", "official_aux_indices"]
 
-HEAD_TYPES = ("naive", "pup", "mla")
-
-# The encoder taps of the official configs: ViT-L (24 blocks) and ViT-B/DeiT-B (12 blocks).
-# "aux" are the Naive/PUP auxiliary heads' blocks, "mla" the four blocks the MLA neck reads.
-_OFFICIAL_TAPS: dict[int, dict[str, tuple[int, ...]]] = {
-    24: {"naive": (9, 14, 19), "pup": (9, 14, 19, 23), "mla": (5, 11, 17, 23)},
-    12: {"naive": (2, 5, 8), "pup": (4, 7, 9, 11), "mla": (2, 5, 8, 11)},
-}
-# Official head topology: (kernel, up_scales) of the decode head and of the auxiliary heads.
-_OFFICIAL_DECODE = {"naive": (1, (1,)), "pup": (3, (2, 2, 2, 1))}
-_OFFICIAL_AUX = {"naive": (1, (1,)), "pup": (3, (4,))}
-
-
-def default_taps(head: str, depth: int) -> list[int]:
-    """The official encoder taps of ``head`` for an encoder of ``depth`` blocks.
-
-    Naive/PUP: the auxiliary heads' blocks; MLA: the neck's four blocks. Depths 24 (ViT-L) and 12
-    (ViT-B, DeiT-B) have official configs; other depths scale ViT-L's as ``floor(i * depth / 24)``.
-    """
-    if depth in _OFFICIAL_TAPS:
-        return list(_OFFICIAL_TAPS[depth][head])
-    return [i * depth // 24 for i in _OFFICIAL_TAPS[24][head]]
-
-
-def official_aux_indices(head: str, depth: int) -> list[int]:
-    """What the official config's auxiliary heads read: encoder blocks for Naive/PUP
-    (:func:`default_taps`), all four neck levels for MLA."""
-    return [0, 1, 2, 3] if head == "mla" else default_taps(head, depth)
-
-
-_POSITIVE_INTS = ("num_classes", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
-                  "head_channels", "mla_channels", "mla_head_channels", "mla_classifier_kernel",
-                  "decode_kernel_size", "aux_kernel_size")  # fmt: skip
-_BOOLS = ("qkv_bias", "class_token", "patch_bias", "head_conv_bias", "mla_align_corners", "mla_aux_bias",
-          "grad_checkpointing")  # fmt: skip
-_INT_LISTS = ("aux_indices", "mla_indices", "decode_up_scales", "aux_up_scales")
-_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_types(args: dict[str, Any]) -> None:
-    """Refuse constructor arguments of the wrong type or range, naming the argument and value
-    (``None`` means "the default" wherever the signature allows it)."""
-    for name in _POSITIVE_INTS:
-        value = args[name]
-        if value is not None and not _is_int(value):
-            raise TypeError(f"SETR({name}={value!r}): expected a positive integer")
-        if value is not None and value < 1:
-            raise ValueError(f"SETR({name}={value!r}): {name} must be at least 1")
-    for name in _BOOLS:
-        value = args[name]
-        if value is not None and not isinstance(value, bool):
-            raise TypeError(f"SETR({name}={value!r}): expected True or False")
-    for name in _INT_LISTS:
-        value = args[name]
-        if value is not None and (not isinstance(value, list | tuple) or not all(_is_int(v) and v >= 0 for v in value)):
-            raise TypeError(f"SETR({name}={value!r}): expected a list of non-negative integers")
-    if args["decode_index"] is not None and (not _is_int(args["decode_index"]) or args["decode_index"] < 0):
-        raise TypeError(f"SETR(decode_index={args['decode_index']!r}): expected a non-negative integer")
-    if not isinstance(args["mlp_ratio"], int | float) or isinstance(args["mlp_ratio"], bool) or args["mlp_ratio"] <= 0:
-        raise TypeError(f"SETR(mlp_ratio={args['mlp_ratio']!r}): expected a positive number")
-    for name in _RATES:
-        value = args[name]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
-            raise TypeError(f"SETR({name}={value!r}): expected a number in [0, 1)")
-    if not isinstance(args["head"], str):
-        raise TypeError(f"SETR(head={args['head']!r}): expected 'naive', 'pup' or 'mla'")
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if num_classes == 1:
-        raise ValueError(
-            "num_classes=1: SETR segments with a softmax over classes, so binary segmentation is "
-            "num_classes=2 (background, foreground); the foreground probability is probs[:, 1]"
-        )
+_UP_HEADS = {"naive": (NaiveHead, NaiveHead), "pup": (PUPHead, PUPAuxHead)}  # (decode, auxiliary)
 
 
 def _crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -104,28 +29,12 @@ def _crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]))
 
 
-def _take_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
-    """Block indices in timm's meaning: ``n`` the last ``n``, a sequence those (negative from the
-    end), ``None`` all; checked against ``depth``."""
-    if indices is None:
-        return list(range(depth))
-    if isinstance(indices, int) and not isinstance(indices, bool):
-        if not 1 <= indices <= depth:
-            raise ValueError(f"indices={indices}: take between 1 and {depth} last blocks")
-        return list(range(depth - indices, depth))
-    taken = []
-    for i in indices:
-        if not isinstance(i, int) or isinstance(i, bool) or not -depth <= i < depth:
-            raise ValueError(f"block index {i!r} is out of range for an encoder of depth {depth}")
-        taken.append(i % depth)
-    return sorted(set(taken))
-
-
 class SETR(nn.Module, SETRHubMixin):
     """SEgmentation TRansformer (Zheng et al., CVPR 2021).
 
-    The constructor arguments are the whole configuration: flat, JSON-able, and stored resolved
-    (no ``None``) in ``model.config``, so ``SETR(**model.config)`` rebuilds the same network.
+    Built from a :class:`SETRConfig` (``SETR(SETRConfig(head="mla", num_classes=150))``) or from its
+    fields as keywords (``SETR(head="mla", num_classes=150)``); the resolved config is
+    ``model.config``, so ``SETR(model.config)`` rebuilds the same network.
 
     ``model.info`` (:class:`setr.ModelInfo`) holds what is not architecture: class names, palette,
     normalisation, test protocol, the release and where the weights came from.
@@ -138,180 +47,68 @@ class SETR(nn.Module, SETRHubMixin):
     each ``(B, num_classes, H, W)``.
     """
 
-    def __init__(
-        self,
-        head: str = "pup",
-        num_classes: int = 19,
-        img_size: int = 768,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 1024,
-        depth: int = 24,
-        num_heads: int = 16,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        class_token: bool | None = None,
-        patch_bias: bool = True,
-        decode_index: int | None = None,
-        aux_indices: list[int] | tuple[int, ...] | None = None,
-        mla_indices: list[int] | tuple[int, ...] | None = None,
-        head_channels: int = 256,
-        head_conv_bias: bool = True,
-        decode_kernel_size: int | None = None,
-        decode_up_scales: list[int] | tuple[int, ...] | None = None,
-        aux_kernel_size: int | None = None,
-        aux_up_scales: list[int] | tuple[int, ...] | None = None,
-        mla_channels: int = 256,
-        mla_head_channels: int = 128,
-        mla_classifier_kernel: int = 3,
-        mla_align_corners: bool = True,
-        mla_aux_bias: bool = False,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        grad_checkpointing: bool = False,
-    ) -> None:
+    config: SETRConfig
+
+    def __init__(self, config: SETRConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """
         Args:
-            head: decoder type, ``"naive"``, ``"pup"`` or ``"mla"``.
-            num_classes: output classes.
-            img_size: training crop side (sets the stored position-embedding grid); inputs of any
-                size are accepted.
-            patch_size: ViT patch side.
-            in_chans: image channels.
-            embed_dim: token width D.
-            depth: transformer blocks.
-            num_heads: attention heads.
-            mlp_ratio: MLP hidden width / D.
-            qkv_bias: bias in the qkv projection.
-            patch_bias: bias in the patch embedding (every released SETR checkpoint has one;
-                mmsegmentation >= 1.2 trains without it).
-            class_token: run a cls token through the blocks. Default: True for Naive/PUP,
-                False for MLA (the official code drops it before the first block).
-            decode_index: encoder block (0-based) read by the Naive/PUP decode head.
-                Default ``depth - 1``.
-            aux_indices: what each auxiliary head reads: encoder blocks for Naive/PUP, neck levels
-                for MLA; one training-only auxiliary head per entry. Default: none, so that a plain
-                ``model(x)`` uses every parameter (DDP without ``find_unused_parameters``). The
-                official recipe's heads are :func:`official_aux_indices` (ViT-L ``(9, 14, 19)``
-                Naive, ``(9, 14, 19, 23)`` PUP; ViT-B ``(2, 5, 8)`` and ``(4, 7, 9, 11)``;
-                ``(0, 1, 2, 3)`` MLA), which ``create_model(..., aux_heads=True)`` builds.
-            mla_indices: the 4 encoder blocks the MLA neck reads. Default: ViT-L
-                ``(5, 11, 17, 23)``, ViT-B ``(2, 5, 8, 11)`` (:func:`default_taps`).
-            head_channels: width of the Naive/PUP conv stages.
-            head_conv_bias: bias in the Naive/PUP stage convolutions (official: yes; mmseg: no).
-            decode_kernel_size: conv kernel of the decode head (official: Naive 1, PUP 3).
-            decode_up_scales: upsampling after each decode conv stage (official: Naive ``(1,)``,
-                PUP ``(2, 2, 2, 1)``).
-            aux_kernel_size: conv kernel of the Naive/PUP auxiliary heads (official: Naive 1, PUP 3).
-            aux_up_scales: upsampling after each auxiliary conv stage (official: Naive ``(1,)``,
-                PUP ``(4,)``).
-            mla_channels: width of the MLA neck.
-            mla_head_channels: width of each MLA head branch.
-            mla_classifier_kernel: MLA classifier kernel (official 3).
-            mla_align_corners: ``align_corners`` of the MLA x4 upsampling (official True).
-            mla_aux_bias: bias in the MLA auxiliary classifiers (official False).
-            drop_rate: dropout in the encoder.
-            attn_drop_rate: attention dropout.
-            drop_path_rate: stochastic depth of the last block (linear from 0).
-            grad_checkpointing: recompute encoder blocks in the backward pass to save memory.
+            config: the network's :class:`SETRConfig` (or a dict of its fields).
+            **kwargs: :class:`SETRConfig` fields, building a config or overriding ``config``'s.
         """
         super().__init__()
-        _check_types(locals())
-        if head not in HEAD_TYPES:
-            raise ValueError(f"unknown head {head!r}: choose one of {', '.join(HEAD_TYPES)}")
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
-        _check_num_classes(num_classes)
-        is_mla = head == "mla"
-        ignored = (
-            {"decode_index": decode_index, "decode_kernel_size": decode_kernel_size,
-             "decode_up_scales": decode_up_scales, "aux_kernel_size": aux_kernel_size, "aux_up_scales": aux_up_scales}
-            if is_mla
-            else {"mla_indices": mla_indices}
-        )  # fmt: skip
-        given = sorted(name for name, value in ignored.items() if value is not None)
-        if given:
-            raise ValueError(f"{', '.join(given)} do(es) not apply to a {head} head; remove it or change head")
-        if class_token is None:
-            class_token = not is_mla
-        if is_mla:
-            mla_indices = list(mla_indices) if mla_indices is not None else default_taps(head, depth)
-            if len(mla_indices) != 4:
-                raise ValueError(f"mla_indices needs 4 encoder blocks, got {mla_indices}")
-            aux_indices = list(aux_indices) if aux_indices is not None else []
-            decode_index = decode_kernel_size = aux_kernel_size = None
-            decode_up_scales = aux_up_scales = None
-            encoder_taps = mla_indices
-        else:
-            decode_index = depth - 1 if decode_index is None else int(decode_index)
-            aux_indices = [int(i) for i in aux_indices] if aux_indices is not None else []
-            official_kernel, official_scales = _OFFICIAL_DECODE[head]
-            decode_kernel_size = official_kernel if decode_kernel_size is None else decode_kernel_size
-            decode_up_scales = list(official_scales if decode_up_scales is None else decode_up_scales)
-            aux_kernel, aux_scales = _OFFICIAL_AUX[head]
-            aux_kernel_size = aux_kernel if aux_kernel_size is None else aux_kernel_size
-            aux_up_scales = list(aux_scales if aux_up_scales is None else aux_up_scales)
-            mla_indices = None
-            encoder_taps = [decode_index, *aux_indices]
-        for i in encoder_taps:
-            if not 0 <= i < depth:
-                raise ValueError(f"encoder block index {i} is out of range for depth {depth}")
-        if is_mla:
-            for i in aux_indices:
-                if not 0 <= i < 4:
-                    raise ValueError(f"MLA aux_indices name neck levels 0..3, got {i}")
-
-        self.config: dict[str, Any] = dict(
-            head=head, num_classes=num_classes, img_size=img_size, patch_size=patch_size,
-            in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, class_token=class_token, patch_bias=patch_bias,
-            decode_index=decode_index, aux_indices=aux_indices, mla_indices=mla_indices,
-            head_channels=head_channels, head_conv_bias=head_conv_bias,
-            decode_kernel_size=decode_kernel_size, decode_up_scales=decode_up_scales,
-            aux_kernel_size=aux_kernel_size, aux_up_scales=aux_up_scales,
-            mla_channels=mla_channels, mla_head_channels=mla_head_channels,
-            mla_classifier_kernel=mla_classifier_kernel, mla_align_corners=mla_align_corners,
-            mla_aux_bias=mla_aux_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate, grad_checkpointing=grad_checkpointing,
-        )  # fmt: skip
-        self.head_type = head
-        self.num_classes = num_classes
+        if isinstance(config, str):  # setr 0.2 took the head as the first positional argument
+            warnings.warn(
+                f"SETR({config!r}, ...): pass the head by keyword, SETR(head={config!r}, ...), or a SETRConfig",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            config, kwargs = None, {"head": config, **kwargs}
+        cfg = as_config(config, **kwargs)
+        self.config = cfg
         self.encoder_frozen = False
-        self.info = ModelInfo().for_channels(in_chans)
+        self.info = ModelInfo().for_channels(cfg.in_chans)
         """Classes, normalisation, test protocol and provenance (filled in by the zoo and by loading)."""
 
         self.encoder = ViTEncoder(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-            class_token=class_token, patch_bias=patch_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
+            img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, embed_dim=cfg.embed_dim,
+            depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
+            class_token=cfg.class_token, patch_bias=cfg.patch_bias, drop_rate=cfg.drop_rate,
+            attn_drop_rate=cfg.attn_drop_rate, drop_path_rate=cfg.drop_path_rate,
         )  # fmt: skip
-        self.encoder.set_grad_checkpointing(grad_checkpointing)
-        if is_mla:
-            self.neck: MLANeck | None = MLANeck(embed_dim, mla_channels)
+        self.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
+        if cfg.head == "mla":
+            self.neck: MLANeck | None = MLANeck(cfg.embed_dim, cfg.mla_channels)
             self.decode_head: nn.Module = MLAHead(
-                num_classes, mla_channels, mla_head_channels,
-                classifier_kernel=mla_classifier_kernel, align_corners=mla_align_corners,
+                cfg.num_classes, cfg.mla_channels, cfg.mla_head_channels,
+                classifier_kernel=cfg.mla_classifier_kernel, align_corners=cfg.mla_align_corners,
             )  # fmt: skip
             self.aux_heads = nn.ModuleList(
-                MLAAuxHead(num_classes, mla_channels, bias=mla_aux_bias) for _ in aux_indices
+                MLAAuxHead(cfg.num_classes, cfg.mla_channels, bias=cfg.mla_aux_bias) for _ in cfg.aux_indices
             )
         else:
+            decode_head, aux_head = _UP_HEADS[cfg.head]
             self.neck = None
-            self.decode_head = UpHead(
-                embed_dim, num_classes, head_channels, decode_kernel_size, decode_up_scales, head_conv_bias
+            self.decode_head = decode_head(
+                cfg.embed_dim, cfg.num_classes, cfg.head_channels, *cfg.decode_stages, cfg.head_conv_bias
             )
             self.aux_heads = nn.ModuleList(
-                UpHead(embed_dim, num_classes, head_channels, aux_kernel_size, aux_up_scales, head_conv_bias)
-                for _ in aux_indices
+                aux_head(cfg.embed_dim, cfg.num_classes, cfg.head_channels, *cfg.aux_stages, cfg.head_conv_bias)
+                for _ in cfg.aux_indices
             )
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes (``config.num_classes``)."""
+        return self.config.num_classes
+
+    @property
+    def head_type(self) -> str:
+        """``"naive"``, ``"pup"`` or ``"mla"`` (``config.head``)."""
+        return self.config.head
 
     # ----------------------------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
-        in_chans = self.config["in_chans"]
+        in_chans = self.config.in_chans
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != in_chans:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
@@ -336,10 +133,9 @@ class SETR(nn.Module, SETRHubMixin):
         self._check_input(x)
         cfg = self.config
         if self.neck is not None:
-            tokens, grid = self.encoder(x, cfg["mla_indices"])
+            tokens, grid = self.encoder(x, cfg.mla_indices)
             return self.neck(tokens, grid), grid
-        taps = [cfg["decode_index"], *cfg["aux_indices"]] if with_aux else [cfg["decode_index"]]
-        return self.encoder(x, taps)
+        return self.encoder(x, cfg.encoder_taps if with_aux else [cfg.decode_index])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """timm's ``forward_features``: the tokens ``(B, prefix + h*w, D)`` after the last block
@@ -382,7 +178,7 @@ class SETR(nn.Module, SETRHubMixin):
         self._check_input(x)
         encoder = self.encoder
         depth = encoder.depth
-        take = _take_indices(depth, indices)
+        take = take_indices(depth, indices)
         last = max(take) if stop_early or intermediates_only else depth - 1
         tokens, (h, w) = encoder.embed(x)
         intermediates = []
@@ -390,9 +186,7 @@ class SETR(nn.Module, SETRHubMixin):
             tokens = block(tokens)
             if i in take:
                 patches = tokens[:, encoder.num_prefix_tokens :]
-                if output_fmt == "NCHW":
-                    patches = patches.transpose(1, 2).reshape(x.shape[0], -1, h, w)
-                intermediates.append(patches)
+                intermediates.append(tokens_to_map(patches, (h, w)) if output_fmt == "NCHW" else patches)
         return intermediates if intermediates_only else (tokens, intermediates)
 
     def forward(
@@ -409,11 +203,11 @@ class SETR(nn.Module, SETRHubMixin):
         """
         height, width = x.shape[-2:]
         features, grid = self.head_inputs(x, with_aux=return_aux)
-        patch = self.config["patch_size"]
+        patch = self.config.patch_size
         out_size = (grid[0] * patch, grid[1] * patch)
         if self.neck is not None:
             logits = self.decode_head(features, out_size)
-            aux_inputs = [features[i] for i in self.config["aux_indices"]] if return_aux else []
+            aux_inputs = [features[i] for i in self.config.aux_indices] if return_aux else []
             aux = [head(f, out_size) for head, f in zip(self.aux_heads, aux_inputs)]
         else:
             logits = self.decode_head(features[0], grid, out_size)
@@ -460,14 +254,14 @@ class SETR(nn.Module, SETRHubMixin):
         """Remove the auxiliary heads (they only add training losses) and their taps from the
         config. Returns ``self``."""
         self.aux_heads = nn.ModuleList()
-        self.config["aux_indices"] = []
+        self.config = self.config.replace(aux_indices=())
         return self
 
     # ------------------------------------------------------------------------------- utilities
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory: recompute encoder blocks during backward."""
         self.encoder.set_grad_checkpointing(enable)
-        self.config["grad_checkpointing"] = enable
+        self.config = self.config.replace(grad_checkpointing=enable)
 
     def no_weight_decay(self) -> set[str]:
         return {f"encoder.{name}" for name in self.encoder.no_weight_decay()}
@@ -483,7 +277,7 @@ class SETR(nn.Module, SETRHubMixin):
 
         With a new class count, ``info`` forgets the class names, palette and release numbers.
         """
-        _check_num_classes(num_classes)
+        check_num_classes(num_classes)
         if num_classes != self.num_classes:
             self.info = self.info.without_classes()
         for prefix in self.classifier_names():
@@ -492,9 +286,8 @@ class SETR(nn.Module, SETRHubMixin):
             owner.classifier = nn.Conv2d(
                 old.in_channels, num_classes, old.kernel_size, padding=old.padding, bias=old.bias is not None
             ).to(device=old.weight.device, dtype=old.weight.dtype)
-        self.num_classes = num_classes
-        self.config["num_classes"] = num_classes
+        self.config = self.config.replace(num_classes=num_classes)
 
     def get_config(self) -> dict[str, Any]:
-        """A deep copy of the constructor arguments (JSON-able)."""
-        return copy.deepcopy(self.config)
+        """The config as a JSON-able dict (:meth:`SETRConfig.to_dict`)."""
+        return self.config.to_dict()

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..convert import ConversionError, load_checkpoint
 from ..files import atomic_write
+from ..models import SETRConfig
 
 __all__ = [
     "capture_rng_state",
@@ -132,6 +133,12 @@ def save_pretrained_weights(model: nn.Module, directory: str | os.PathLike) -> P
     return directory
 
 
+def _config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """A SETR's config as a plain dict (what a checkpoint stores), or None for another model."""
+    config = getattr(model, "config", None)
+    return config.to_dict() if isinstance(config, SETRConfig) else None
+
+
 def training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -144,7 +151,7 @@ def training_state(
     a run exactly (weights, their config, optimiser, schedule, loss scaler, random generators)."""
     model = unwrap_model(model)
     return {
-        "model": model.state_dict(), "model_config": getattr(model, "config", None),
+        "model": model.state_dict(), "model_config": _config_dict(model),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
         "iteration": iteration, "rng": capture_rng_state(), "args": dict(extra or {}),
     }  # fmt: skip
@@ -162,9 +169,9 @@ def restore_training_state(
     """
     state = load_training_checkpoint(path)
     model = unwrap_model(model)
-    saved_config = state.get("model_config")
-    if saved_config is not None and saved_config != getattr(model, "config", saved_config):
-        changed = sorted(k for k in saved_config if saved_config.get(k) != model.config.get(k))
+    saved_config, config = state.get("model_config"), _config_dict(model)
+    if saved_config is not None and config is not None and saved_config != config:
+        changed = sorted(k for k in {*saved_config, *config} if saved_config.get(k) != config.get(k))
         raise ValueError(
             f"{path} was made for another model (differs in {', '.join(changed) or 'its keys'}); "
             "resume with the same model options as the run that wrote it"

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models import SETRConfig
+
 __all__ = ["HEAD_PREFIXES", "build_optimizer", "layer_id", "param_groups"]
 
 HEAD_PREFIXES = ("decode_head.", "aux_heads.")
@@ -38,8 +40,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _depth(model: nn.Module) -> int:
     config = getattr(model, "config", None)
-    if isinstance(config, dict) and "depth" in config:
-        return int(config["depth"])
+    if isinstance(config, SETRConfig):
+        return config.depth
     blocks = [re.match(r"encoder\.blocks\.(\d+)\.", name) for name, _ in model.named_parameters()]
     return 1 + max((int(m.group(1)) for m in blocks if m), default=-1)
 
