@@ -8,8 +8,12 @@ The train pipeline of every official config (``official_setr.md`` section 7)::
 
 The transforms take and return ``(tv_tensors.Image, tv_tensors.Mask)`` pairs, so they compose with
 any other v2 transform; geometric ones move the label with the image (nearest-neighbour for the
-label), photometric ones leave the label alone. Randomness comes from torch's global generator;
-:func:`apply_transform` runs a pipeline under a per-sample seed for reproducible augmentation.
+label), photometric ones leave the label alone. The pixels go through the official kernels: OpenCV's
+``INTER_LINEAR`` resize on uint8 and ``INTER_NEAREST`` for labels (:mod:`setr.data.resize`),
+OpenCV's uint8 HSV conversion and numpy's float32 arithmetic for the colour steps, so on the same
+random draws the output equals the official pipeline's. Images stay uint8 until ``ToDtype``.
+Randomness comes from torch's global generator; :func:`apply_transform` runs a pipeline under a
+per-sample seed for reproducible augmentation.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .meta import IMAGENET_MEAN, IMAGENET_STD
+from .resize import resize_bilinear_uint8, resize_nearest
 
 __all__ = [
     "PadTo",
@@ -60,8 +67,9 @@ class RandomResize(v2.Transform):
 
     A ratio ``r ~ U(ratio_range)`` gives the target ``(int(long * r), int(short * r))``; the image
     is scaled by the largest factor that keeps its long side <= the target long side and its short
-    side <= the target short side. Images use bilinear interpolation (no antialiasing, like OpenCV),
-    labels nearest neighbour.
+    side <= the target short side. uint8 images go through ``cv2.resize(INTER_LINEAR)``, labels
+    through ``cv2.resize(INTER_NEAREST)``, as mmcv's ``imrescale`` resizes them; other inputs
+    (boxes, ...) through torchvision's kernels.
     """
 
     def __init__(self, scale: Sequence[int], ratio_range: Sequence[float] | None = (0.5, 2.0)) -> None:
@@ -84,6 +92,13 @@ class RandomResize(v2.Transform):
         return {"size": [int(height * factor + 0.5), int(width * factor + 0.5)]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return tv_tensors.wrap(resize_nearest(inpt.as_subclass(torch.Tensor), params["size"]), like=inpt)
+        if isinstance(inpt, tv_tensors.Image) or type(inpt) is torch.Tensor:  # v2 reads a plain tensor as an image
+            if inpt.dtype != torch.uint8:
+                raise TypeError(f"RandomResize expects uint8 images (0-255), got {inpt.dtype}")
+            resized = resize_bilinear_uint8(inpt.as_subclass(torch.Tensor), params["size"])
+            return tv_tensors.wrap(resized, like=inpt) if isinstance(inpt, tv_tensors.Image) else resized
         return self._call_kernel(F.resize, inpt, params["size"], antialias=False)
 
 
@@ -144,8 +159,9 @@ class PhotoMetricDistortion(v2.Transform):
     In order, each step with probability 0.5: brightness (add ``U(-32, 32)``), contrast (multiply by
     ``U(0.5, 1.5)``) either here or last (a coin decides), saturation (multiply the HSV S channel by
     ``U(0.5, 1.5)``), hue (shift H by an integer in ``[-18, 18)`` on OpenCV's 0-180 scale). As in mmseg,
-    every step clips to 0-255 and truncates to ``uint8``, and brightness/contrast act on the raw
-    values (no blending with a mean, unlike ``v2.ColorJitter``).
+    brightness, contrast and saturation compute in float32, clip to 0-255 and truncate to ``uint8``,
+    and act on the raw values (no blending with a mean, unlike ``v2.ColorJitter``); the HSV steps
+    use OpenCV's uint8 ``cvtColor`` (RGB<->HSV here, BGR<->HSV in mmcv: the same HSV per pixel).
     """
 
     def __init__(
@@ -178,50 +194,41 @@ class PhotoMetricDistortion(v2.Transform):
             return inpt
         if inpt.dtype != torch.uint8:
             raise TypeError(f"PhotoMetricDistortion expects a uint8 image (0-255), got {inpt.dtype}")
-        img = inpt.as_subclass(torch.Tensor).to(torch.float32)
-        if params["brightness"] is not None:
-            img = _to_uint8_range(img + params["brightness"])
-        if params["contrast_first"] and params["contrast"] is not None:
-            img = _to_uint8_range(img * params["contrast"])
-        if params["saturation"] is not None:
-            hsv = _rgb_to_hsv(img)
-            hsv[1] = _to_uint8_range(hsv[1] * params["saturation"])
-            img = _hsv_to_rgb(hsv)
-        if params["hue"] is not None:
-            hsv = _rgb_to_hsv(img)
-            hsv[0] = (hsv[0] + params["hue"]) % 180
-            img = _hsv_to_rgb(hsv)
-        if not params["contrast_first"] and params["contrast"] is not None:
-            img = _to_uint8_range(img * params["contrast"])
-        return tv_tensors.wrap(img.to(torch.uint8), like=inpt)
+        if inpt.ndim < 3 or inpt.shape[-3] != 3:
+            raise ValueError(f"PhotoMetricDistortion expects RGB images (..., 3, H, W), got {tuple(inpt.shape)}")
+        images = inpt.as_subclass(torch.Tensor).detach().to("cpu")
+        images = images.flatten(0, -4) if images.ndim > 3 else images[None]
+        hwc = images.permute(0, 2, 3, 1).contiguous().numpy()
+        for k in range(len(hwc)):
+            hwc[k] = _distort(hwc[k], params)
+        distorted = torch.from_numpy(hwc).permute(0, 3, 1, 2).reshape(inpt.shape)
+        return tv_tensors.wrap(distorted.contiguous().to(inpt.device), like=inpt)
 
 
-def _to_uint8_range(x: torch.Tensor) -> torch.Tensor:
-    """Clip to 0-255 and truncate, as numpy's ``astype(np.uint8)`` after ``np.clip``."""
-    return x.clamp(0, 255).floor()
+def _distort(rgb: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The distortion steps on one ``(H, W, 3)`` uint8 RGB image, in mmseg 0.x's order."""
+    img = rgb
+    if params["brightness"] is not None:
+        img = _convert(img, beta=params["brightness"])
+    if params["contrast_first"] and params["contrast"] is not None:
+        img = _convert(img, alpha=params["contrast"])
+    if params["saturation"] is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = _convert(hsv[..., 1], alpha=params["saturation"])
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if params["hue"] is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int64) + params["hue"]) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not params["contrast_first"] and params["contrast"] is not None:
+        img = _convert(img, alpha=params["contrast"])
+    return img
 
 
-def _rgb_to_hsv(img: torch.Tensor) -> torch.Tensor:
-    """``(3, H, W)`` RGB 0-255 -> HSV in OpenCV's 8-bit convention (H 0-180, S and V 0-255), rounded."""
-    r, g, b = img.unbind(0)
-    value = img.amax(0)
-    delta = value - img.amin(0)
-    safe = delta.clamp(min=1e-6)
-    hue = torch.where(value == r, (g - b) / safe, torch.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
-    hue = torch.where(delta > 0, (hue * 60) % 360, torch.zeros_like(hue))
-    saturation = torch.where(value > 0, 255 * delta / value.clamp(min=1e-6), torch.zeros_like(value))
-    return torch.stack([(hue / 2).round() % 180, saturation.round(), value])
-
-
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_rgb_to_hsv`, rounded to integers."""
-    sector = hsv[0] / 30  # OpenCV H is degrees / 2; 60 degrees per sector
-    saturation, value = hsv[1] / 255, hsv[2]
-    channels = []
-    for n in (5, 3, 1):  # r, g, b
-        k = (n + sector) % 6
-        channels.append(value - value * saturation * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
-    return torch.stack(channels).round().clamp(0, 255)
+def _convert(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """mmseg's ``convert``: ``img * alpha + beta`` in float32, clipped to 0-255, truncated to uint8."""
+    scaled = img.astype(np.float32) * np.float32(alpha) + np.float32(beta)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 class PadTo(v2.Transform):

@@ -3,17 +3,17 @@
 The arithmetic follows mmcv's ``imrescale`` (scale factor, then ``int(side * factor + 0.5)``) and
 the official ``Resize(setr_multi_scale=True)`` rule (``official_setr.md`` section 8), so that the
 network sees images of exactly the sizes the official evaluation used; the pixels themselves are
-resized by OpenCV on uint8, as ``imrescale`` does (:func:`resize_image`).
+resized by OpenCV on uint8, as ``imrescale`` does (:func:`resize_image`, through
+:func:`setr.data.resize.resize_bilinear_uint8`, the kernel the training augmentation uses too).
 """
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..data.meta import EvalProtocol
+from ..data.resize import resize_bilinear_uint8
 
 __all__ = [
     "multi_scale_sizes", "rescale_size", "resize_image", "resize_logits", "resized_argmax", "short_side_size",
@@ -66,11 +66,12 @@ def multi_scale_sizes(height: int, width: int, protocol: EvalProtocol) -> list[t
 def resize_image(images: torch.Tensor, size: tuple[int, int], quantize: bool = True) -> torch.Tensor:
     """The official test-time resize of ``(B, C, H, W)`` images on the 0-255 scale.
 
-    8-bit images (uint8, or every value an integer in 0..255) go through OpenCV's ``cv2.resize(..., INTER_LINEAR)`` on uint8, exactly what the official pipeline
-    (``mmcv.imrescale``) does, fixed-point arithmetic and rounding included: the network sees the
-    same grey levels. Other images (floats with fractions, values outside 0..255) are resized in
-    float, bilinear with ``align_corners=False`` and no antialiasing (OpenCV's geometry), and left
-    unrounded.
+    8-bit images (uint8, or every value an integer in 0..255) go through OpenCV's
+    ``cv2.resize(..., INTER_LINEAR)`` on uint8 (:func:`setr.data.resize.resize_bilinear_uint8`),
+    exactly what the official pipeline (``mmcv.imrescale``) does, fixed-point arithmetic and
+    rounding included: the network sees the same grey levels. Other images (floats with fractions,
+    values outside 0..255) are resized in float, bilinear with ``align_corners=False`` and no
+    antialiasing (OpenCV's geometry), and left unrounded.
 
     Args:
         images: ``(B, C, H, W)`` uint8 or float images (uint8 skips the check for integers;
@@ -84,7 +85,7 @@ def resize_image(images: torch.Tensor, size: tuple[int, int], quantize: bool = T
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     if quantize and _is_8bit(images):
-        return _resize_uint8(images, size)
+        return resize_bilinear_uint8(images.to(torch.uint8), size).to(torch.float32)
     return F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
 
 
@@ -96,27 +97,6 @@ def _is_8bit(images: torch.Tensor) -> bool:
         return True
     low, high = torch.aminmax(images)
     return bool((low >= 0) & (high <= 255)) and (not images.is_floating_point() or not bool(images.frac().any()))
-
-
-def _resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``cv2.resize`` (``INTER_LINEAR``) of uint8 ``(B, C, H, W)`` images as OpenCV resizes the
-    ``(H, W, C)`` image, returned as float32."""
-    height, width = int(size[0]), int(size[1])
-    batch, channels = images.shape[:2]
-    pixels = images.detach().to("cpu", torch.uint8).contiguous()
-    if channels == 2:
-        # OpenCV takes its exact-x2-downscale shortcut (area averaging) for every channel count but
-        # 2, so a 2-channel image must be resized interleaved to get OpenCV's answer.
-        hwc = pixels.permute(0, 2, 3, 1).contiguous().numpy()
-        out = np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR) for image in hwc])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, torch.float32)
-    # Otherwise each channel is resized on its own, so plane by plane gives the same bytes without
-    # the interleaving copies.
-    planes = pixels.numpy()
-    out = np.empty((batch, channels, height, width), np.uint8)
-    for b, c in np.ndindex(batch, channels):
-        cv2.resize(planes[b, c], (width, height), dst=out[b, c], interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(out).to(images.device, torch.float32)
 
 
 def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
