@@ -16,7 +16,7 @@ from PIL import Image
 import setr
 from setr.cli import main
 from setr.data.datasets import Cityscapes, FolderDataset
-from setr.inference import Predictor
+from setr.inference import Predictor, eval_report, eval_table
 from setr.metrics import ConfusionMatrix
 
 from .test_datasets import cityscapes_tree, write_image, write_mask
@@ -107,7 +107,7 @@ def test_eval_on_a_folder_dataset_matches_the_api(tmp_path, tiny_checkpoint, cap
 
     dataset = FolderDataset(root)
     predictor = Predictor(model, crop=32, stride=21, test_scale=None)
-    metric = ConfusionMatrix(19)
+    metric = ConfusionMatrix(19, class_names=dataset.class_names)
     for sample in dataset:
         metric.update(predictor(sample["image"]).mask, sample["mask"])
     expected = metric.compute()
@@ -116,6 +116,12 @@ def test_eval_on_a_folder_dataset_matches_the_api(tmp_path, tiny_checkpoint, cap
     assert list(result["per_class"]) == [f"c{i}" for i in range(19)]
     assert result["protocol"]["crop"] == 32 and result["protocol"]["test_scale"] is None
     assert f"mIoU {100 * expected['mIoU']:6.2f}" in printed and "c18" in printed
+    # the file is setr.inference.eval_report's dict, the printed table eval_table's rendering of it
+    api = eval_report(metric, [], attempted=3, protocol=predictor.protocol, model=MODEL, dataset="folder", root=root)
+    assert list(result) == list(api) and list(result["per_class"]) == list(api["per_class"])
+    assert result["pixels"] == api["pixels"] == 3 * 24 * 36 and result["split"] is None
+    assert result["protocol"] == json.loads(json.dumps(api["protocol"]))
+    assert eval_table(result) in printed
 
 
 def test_eval_skips_a_bad_sample_and_keeps_the_rest(tmp_path, tiny_checkpoint, capsys):

@@ -1,0 +1,46 @@
+"""The ``setr`` command line: ``setr list``, ``predict``, ``eval``, ``convert``, ``export``.
+
+One module per subcommand, each a thin shell over the library: ``add_parser(subparsers)``
+registers it and sets its ``run`` as ``func``; ``run`` returns the exit status (0 success, 1 some
+inputs failed, 2 nothing ran). What they share is in :mod:`setr.cli.common`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import convert, evaluate, export, listing, predict
+from .common import CliError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+_SUBCOMMANDS = (listing, predict, evaluate, convert, export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``setr`` argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(prog="setr", description="SETR semantic segmentation: zoo, inference, evaluation.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for subcommand in _SUBCOMMANDS:
+        subcommand.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``setr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as error:
+        print(f"setr: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("setr: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `setr list | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

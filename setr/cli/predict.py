@@ -1,0 +1,96 @@
+"""``setr predict``: segment image files and folders into palette PNG masks and colour overlays."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..data.io import ImageReadError, read_image
+from ..files import atomic_write, check_new_files, check_output_dir
+from ..inference import collect_images, mask_to_image, overlay, palette_for
+from .common import (
+    CliError,
+    add_model_args,
+    add_protocol_args,
+    build_predictor,
+    choose_device,
+    choose_precision,
+    load_model,
+    one_line,
+    progress,
+    report,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``setr predict``."""
+    parser = subparsers.add_parser(
+        "predict", help="segment images: palette PNG masks and colour overlays",
+        description="Segment image files and folders (searched recursively). For each image X the output "
+        "folder gets X.png (class indices, palette PNG) and X_overlay.jpg (colours over the image).",
+    )  # fmt: skip
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours")
+    parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
+    parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
+    parser.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
+    add_model_args(parser, exported=True)
+    add_protocol_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every image of ``args.inputs``; 1 when some could not be read."""
+    images, missing = collect_images(args.inputs)
+    for message in missing:
+        report(f"skipped {message}")
+    if not images:
+        raise CliError("no images to segment in " + " ".join(args.inputs))
+    try:  # before the (slow) model load
+        check_output_dir(args.out)
+        check_new_files((f for _, stem in images for f in _outputs(args, stem).values()), args.force)
+    except OSError as error:
+        raise CliError(one_line(error)) from None
+    device = choose_device(args.device)
+    precision = choose_precision(args, device)
+    model = load_model(args, precision)
+    predictor = build_predictor(args, model, device, precision)
+    palette = palette_for(model.num_classes, model.info.palette)
+    failed = len(missing)
+    for path, stem in progress(images, desc="predict", unit="img"):
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            report(f"skipped {error}")
+            failed += 1
+            continue
+        seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
+        files = _outputs(args, stem)
+        files["mask"].parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(files["mask"]) as handle:
+            mask_to_image(seg.mask, palette).save(handle, format="PNG")
+        if "overlay" in files:
+            with atomic_write(files["overlay"]) as handle:
+                overlay(image, seg.mask, palette, args.alpha).save(handle, format="JPEG", quality=90)
+        if "probs" in files:
+            with atomic_write(files["probs"]) as handle:
+                np.save(handle, seg.probs.numpy().astype(np.float16))
+    done = len(images) - (failed - len(missing))
+    report(f"wrote {done} segmentations to {Path(args.out)}" + (f"; {failed} inputs failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _outputs(args: argparse.Namespace, stem: Path) -> dict[str, Path]:
+    """The files ``setr predict`` writes for one image: mask, overlay, probabilities."""
+    target = Path(args.out) / stem
+    files = {"mask": target.with_name(f"{target.name}.png")}
+    if not args.no_overlay:
+        files["overlay"] = target.with_name(f"{target.name}_overlay.jpg")
+    if args.save_probs:
+        files["probs"] = target.with_name(f"{target.name}_probs.npy")
+    return files
