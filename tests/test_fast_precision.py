@@ -17,9 +17,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import setr
+from setr import dtypes
 from setr.convert import ConversionError, read_safetensors_as
 from setr.fast import Int8DynamicLinear, cpu_has_native_bf16, resolve_precision
-from setr.fast import precision as precision_module
 from setr.fast.convs import fold_conv_bn
 from setr.fast.cpu import cpu_features
 
@@ -45,7 +45,7 @@ def test_auto_is_bf16_exactly_where_the_cpu_has_native_bf16(monkeypatch):
     native = bool(cpu_features() & {"avx512_bf16", "amx_bf16", "bf16"})
     assert cpu_has_native_bf16() == native
     assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
-    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)  # e.g. an AVX2-only CPU
+    monkeypatch.setattr(dtypes, "cpu_has_native_bf16", lambda: False)  # e.g. an AVX2-only CPU
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"  # asked for explicitly: honoured (emulated)
     assert resolve_precision("auto", "meta") == "fp32"

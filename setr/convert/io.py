@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..dtypes import cast_floating
 from ..files import atomic_target
-from ._common import ConversionError, floating_to
+from ._common import ConversionError
 from ._numpy import ArraySpec, numpy_data_globals
 from .pdparams import read_pdparams
 from .streaming import read_safetensors_as
@@ -106,7 +107,7 @@ def read_checkpoint(path: str | os.PathLike, dtype: torch.dtype | None = None) -
             raise ConversionError(f"{path}: not a readable safetensors file ({error}); is it truncated?") from None
     state = read_pdparams(path) if path.suffix == ".pdparams" else unwrap_state_dict(_torch_load(path), path)
     if dtype is not None:
-        state = floating_to(state, dtype)
+        state = cast_floating(state, dtype)
     return state
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..dtypes import cast_floating
 from ._common import ConversionError
 
 __all__ = ["read_safetensors_as"]
@@ -106,7 +107,6 @@ def read_safetensors_as(
                 raise ConversionError(f"{path}: tensor {name!r} is cut short; is the file truncated?")
             tensor = torch.frombuffer(buffer, dtype=source_dtype) if expected else torch.empty(0, dtype=source_dtype)
             tensor = tensor.reshape(shape)
-            target = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-            tensors[name] = tensor.to(device=device, dtype=target)
+            tensors[name] = cast_floating(tensor, dtype).to(device)
             del buffer, tensor
     return tensors

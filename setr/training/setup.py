@@ -12,9 +12,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import DistributedContext
+from ..dtypes import parse_precision, precision_dtype
 from .data import AugmentedDataset, TrainSampler
 
-__all__ = ["mixed_precision", "train_loader", "wrap_for_training"]
+__all__ = ["AMP", "mixed_precision", "train_loader", "wrap_for_training"]
+
+AMP = ("none", "bf16", "fp16")
+"""The values ``amp`` takes: no autocast, or autocast to bf16 / fp16 (fp16 with a gradient scaler)."""
 
 
 def wrap_for_training(model: nn.Module, ctx: DistributedContext, compile: bool = False) -> nn.Module:
@@ -31,14 +35,14 @@ def wrap_for_training(model: nn.Module, ctx: DistributedContext, compile: bool =
 def mixed_precision(
     device: torch.device, amp: str = "none", grad_checkpointing: bool = False
 ) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler]:
-    """``(autocast context, grad scaler)`` for ``amp`` = ``none``, ``bf16`` or ``fp16`` (scaled)."""
-    if amp not in ("none", "bf16", "fp16"):
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+    """``(autocast context, grad scaler)`` for ``amp`` = ``none``, ``bf16`` or ``fp16`` (scaled);
+    :mod:`setr.dtypes`'s aliases (``bfloat16``, ``half``, ...) are taken too."""
+    amp = parse_precision(amp, AMP, "amp")
     # Autocast's weight cache keeps a low-precision copy of every weight for the whole forward,
     # which checkpointing cannot drop; with checkpointing each use casts again instead.
     autocast = torch.autocast(
         device.type,
-        dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
+        dtype=precision_dtype(amp) if amp != "none" else None,  # None: autocast's default, unused when off
         enabled=amp != "none",
         cache_enabled=not grad_checkpointing,
     )
