@@ -146,7 +146,7 @@ def test_export_refuses_existing_files_optimised_models_and_bad_arguments(tmp_pa
         export_model(model, tmp_path / "m.tflite", "tflite")
     with pytest.raises(ValueError, match="batch"):
         export_model(model, tmp_path / "b.pt2", "pt2", batch=0)
-    assert not (tmp_path / "fast.onnx").exists() and not list(tmp_path.glob(".setr-export-*"))
+    assert not (tmp_path / "fast.onnx").exists() and not list(tmp_path.glob(".setr-*"))
 
 
 def test_reading_a_corrupt_or_foreign_file_says_what_it_is(tmp_path):

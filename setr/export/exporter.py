@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.export import Dim
 
-from ..files import check_new_files, check_output_dir
+from ..dtypes import DTYPES, cast_floating, dtype_word, precision_word
+from ..files import atomic_staging, check_new_files, check_output_dir
 from ..models import SETR
 from .metadata import METADATA_KEY, export_metadata
 from .requirements import require
@@ -26,7 +26,7 @@ EXPORT_FORMATS = ("onnx", "pt2", "aoti")
 MAX_SIDE = 16384
 """The largest image side a dynamic export accepts."""
 
-EXPORT_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+EXPORT_PRECISIONS = {word: DTYPES[word] for word in ("fp32", "bf16")}
 """The precisions a graph can be exported in (its weights and its input; logits come back float32
 from :func:`setr.export.load_exported`). ``bf16``: ``pt2`` and ``aoti`` only."""
 
@@ -37,20 +37,30 @@ def check_export_precision(precision: str, fmt: str) -> None:
     Raises:
         ValueError: ``int8``, ``auto``, an unknown precision, or bf16 to ONNX; the message says why.
     """
-    if precision == "int8":
+    _export_word(precision, fmt)
+
+
+def _export_word(precision: str, fmt: str) -> str:
+    """:func:`check_export_precision`, giving the precision's word (aliases such as ``float32`` taken)."""
+    try:
+        word = precision_word(precision)
+    except ValueError:
+        word = None
+    if word == "int8":
         raise ValueError(
             "int8 cannot be exported: its Linear layers are PyTorch's packed fbgemm/oneDNN weights, which "
             "torch.export and ONNX do not trace; export bf16 (pt2, aoti) or fp32, or quantize in the runtime"
         )
-    if precision == "auto":
+    if word == "auto":
         raise ValueError("an exported file runs on other machines: choose its precision, fp32 or bf16, not auto")
-    if precision not in EXPORT_PRECISIONS:
+    if word not in EXPORT_PRECISIONS:
         raise ValueError(f"precision={precision!r}: export takes one of {', '.join(EXPORT_PRECISIONS)}")
-    if precision == "bf16" and fmt == "onnx":
+    if word == "bf16" and fmt == "onnx":
         raise ValueError(
             "bf16 cannot be exported to ONNX: ONNX Runtime's CPU provider has no bf16 Conv (the graph is "
             "refused at load); export bf16 as pt2 or aoti, or ONNX in fp32"
         )
+    return word
 
 
 def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
@@ -61,9 +71,8 @@ def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
     """
     if precision is None:
         dtype = next(model.parameters()).dtype
-        precision = next((name for name, d in EXPORT_PRECISIONS.items() if d == dtype), str(dtype))
-    check_export_precision(precision, fmt)
-    return EXPORT_PRECISIONS[precision]
+        precision = dtype_word(dtype) or str(dtype)
+    return EXPORT_PRECISIONS[_export_word(precision, fmt)]
 
 
 def _plain(model: SETR) -> None:
@@ -157,7 +166,7 @@ def export_model(
         require("onnxscript", "ONNX export")
 
     if next(model.parameters()).dtype != dtype:
-        model = copy.deepcopy(model).to(dtype)
+        model = cast_floating(copy.deepcopy(model), dtype)
     was_training = model.training
     model.eval()
     # A dynamic export traces an example batch of at least 2: torch.export specialises a size-1 batch.
@@ -165,8 +174,10 @@ def export_model(
     metadata = export_metadata(model, fmt, dynamic, tuple(example.shape))
     shapes = _dynamic_shapes(model) if dynamic else None
     try:
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".setr-export-") as staging:
-            staged = Path(staging) / path.name
+        # a staging folder keeps the file's name (AOTInductor wants a .pt2 path) and takes whatever
+        # the writers put next to it
+        with atomic_staging(path.parent, folder=True) as staging:
+            staged = staging / path.name
             with torch.no_grad():
                 if fmt == "onnx":
                     _export_onnx(model, example, shapes, metadata, staged)
@@ -180,7 +191,6 @@ def export_model(
                             package_path=str(staged),
                             inductor_configs={"aot_inductor.metadata": {METADATA_KEY: json.dumps(metadata)}},
                         )
-            os.replace(staged, path)
     finally:
         model.train(was_training)
     return path
