@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..data.meta import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from ..devices import resolve_device
 from ..export import ExportedNetwork, load_exported
 from ..fast import optimize_for_inference, resolve_precision, to_precision
 from ..fast.precision import floating_dtype
@@ -158,8 +159,8 @@ class Predictor:
             )
         self.model = model.eval()
         if device is not None:
-            self.model.to(device)
-            self.device = torch.device(device)
+            self.device = resolve_device(device)
+            self.model.to(self.device)
         else:
             parameter = next(model.parameters(), None)
             self.device = parameter.device if parameter is not None else torch.device("cpu")

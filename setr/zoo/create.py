@@ -12,8 +12,10 @@ from typing import Any
 import torch
 
 from ..convert import ConversionError, detect_format, load_checkpoint, load_timm_encoder, read_checkpoint
+from ..devices import resolve_device
+from ..dtypes import as_dtype
 from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
-from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, as_dtype, reinit_classifiers
+from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, reinit_classifiers
 from .hub import load_release_weights
 from .info import describe
 from .registry import is_model, lookup, split_model_name, user_entrypoint
@@ -73,7 +75,7 @@ def create_model(
     if out_indices is not None and not features_only:
         raise ValueError("out_indices applies to features_only=True; pass both, or neither")
     dtype = as_dtype(dtype)
-    device = torch.device(device) if device is not None else None
+    device = resolve_device(device) if device is not None else None
     model = _create_segmentor(name, pretrained, checkpoint_path, aux_heads, overrides, dtype)
     if dtype is not None or device is not None:
         model.to(device=device, dtype=dtype)  # no-op for weights already loaded in place
