@@ -63,6 +63,7 @@ def checkpoint(tmp_path) -> Path:
 
 
 # ------------------------------------------------------------------------- the table's rows
+@pytest.mark.slow
 def test_row1_train_refuses_an_out_that_holds_a_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -76,6 +77,7 @@ def test_row1_train_refuses_an_out_that_holds_a_run(tmp_path):
     assert (out / "log.csv").read_text() == "iteration\n60\n"
 
 
+@pytest.mark.slow
 def test_row2_convert_refuses_to_replace_a_model_and_keeps_a_readme(tmp_path, checkpoint):
     out = tmp_path / "model"
     out.mkdir()
@@ -129,6 +131,7 @@ def test_row5_an_empty_batch_gives_an_empty_result_everywhere(head):
     assert Predictor(model, mode="whole").network(empty).shape == (0, 3, 40, 48)
 
 
+@pytest.mark.slow
 def test_row6_predict_checks_its_outputs_before_loading_the_model(tmp_path, checkpoint):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
@@ -168,6 +171,7 @@ def test_row7_sizes_must_be_positive(name):
         setr.SETR(**{name: -16})
 
 
+@pytest.mark.slow
 def test_row7_an_override_of_the_wrong_type_is_one_line_on_the_command_line(tmp_path, checkpoint):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
@@ -301,6 +305,7 @@ def test_from_pretrained_on_a_file_says_what_to_use(checkpoint):
 
 
 # ------------------------------------------------------------------------------ datasets
+@pytest.mark.slow
 def test_unknown_dataset_and_missing_root_are_one_line(tmp_path, checkpoint):
     result = run_cli("eval", "--dataset", "cityscapes", "--root", str(tmp_path / "nothere"), "--model", MODEL,
                      "--checkpoint", str(checkpoint), *TINY_OVERRIDES)  # fmt: skip
@@ -308,6 +313,7 @@ def test_unknown_dataset_and_missing_root_are_one_line(tmp_path, checkpoint):
 
 
 # ---------------------------------------------------------------------- command-line arguments
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -336,6 +342,7 @@ def test_eval_refuses_to_replace_its_result_file(tmp_path, checkpoint):
     assert result_file.read_text() == '{"mIoU": 0.77}'
 
 
+@pytest.mark.slow
 def test_train_resume_and_overwrite_mistakes(tmp_path):
     out = tmp_path / "run"
     for args, needle in (
@@ -372,6 +379,7 @@ def test_an_interrupted_atomic_write_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
 
 
+@pytest.mark.slow
 def test_killing_convert_mid_write_leaves_the_old_folder_intact(tmp_path):
     """A larger model, so the kill lands while the new weights are being written."""
     sizes = dict(embed_dim=256, depth=12, num_heads=4, img_size=64, decode_index=11, aux_indices=[])
@@ -444,6 +452,7 @@ def test_asking_for_cuda_without_it_is_one_line(tmp_path, checkpoint, capsys):
     assert "CUDA is not available on this machine; use --device cpu" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_out_that_is_a_file(tmp_path):
     blocker = tmp_path / "run"
     blocker.write_text("not a folder")

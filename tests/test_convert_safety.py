@@ -38,6 +38,7 @@ def _truncated(path, fraction: float = 0.5):
     return path
 
 
+@pytest.mark.slow
 def test_pth_that_would_run_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
@@ -47,6 +48,7 @@ def test_pth_that_would_run_code_is_refused_and_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_pdparams_that_would_run_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pdparams"

@@ -28,6 +28,8 @@ from .docs_world import (
     shell_lines,
 )
 
+pytestmark = pytest.mark.slow  # runs the pages in fresh processes
+
 BLOCKS = [block_id(page, block["number"]) for page in PAGES for block in page_blocks(page)]
 
 

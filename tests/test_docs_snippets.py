@@ -190,6 +190,7 @@ def test_every_setr_command_on_the_pages_parses():
             pytest.fail(f"{where}: `setr {' '.join(argv)}` does not parse with today's setr command")
 
 
+@pytest.mark.slow
 def test_every_flag_given_to_a_script_is_in_its_help():
     flags: dict[str, set[str]] = {}
     for _, argv in command_lines("python ") + command_lines("torchrun "):

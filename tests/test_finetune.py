@@ -211,6 +211,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["pup", "mla"])
 def test_a_user_loop_under_ddp_with_plain_forward_runs_without_warnings(head, tmp_path):
     script = tmp_path / "user_loop.py"
@@ -366,6 +367,7 @@ def _folder_dataset(root: Path, count: int = 6) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_finetune_example_freezes_then_thaws_and_its_output_predicts(tmp_path):
     data = _folder_dataset(tmp_path / "data")
     kwargs = json.dumps(dict(TINY, decode_index=3))

@@ -33,6 +33,7 @@ def corpus(tmp_path_factory) -> tuple[list[Path], Path]:
     return build_corpus(folder, marker), marker
 
 
+@pytest.mark.slow
 def test_the_corpus_covers_the_attacks(corpus):
     files, _ = corpus
     names = {p.stem for p in files}
@@ -69,6 +70,7 @@ def test_create_model_refuses_them_too(corpus, name):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_reading_the_corpus_keeps_memory_bounded(corpus):
     """In a fresh process: the peak memory of reading all of it, over the peak after start-up."""
     files, marker = corpus

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
@@ -28,6 +30,7 @@ print(json.dumps({"entries": entries, "shape": list(out.shape), "head": model.co
 """
 
 
+@pytest.mark.slow
 def test_torch_hub_load_local():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(ROOT)], capture_output=True, text=True, timeout=300, cwd="/"

@@ -50,6 +50,7 @@ def test_bad_input_is_explained():
         metric.update(torch.full((2, 2), 7), torch.zeros(2, 2))
 
 
+@pytest.mark.slow
 def test_all_reduce_sums_over_processes(tmp_path):
     script = textwrap.dedent(
         """

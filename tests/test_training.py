@@ -211,6 +211,7 @@ def test_checkpoint_is_atomic_and_restores_rng(tmp_path):
 
 
 # ------------------------------------------------------------------------------ reference loop
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     run_train(*TINY_RUN, "--out", str(tmp_path / "straight"))
     # killed after iteration 3, then resumed from the checkpoint of iteration 2 (and with a
@@ -238,6 +239,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_ranks_agree(tmp_path):
     out = tmp_path / "ddp"
     command = [
@@ -259,6 +261,7 @@ def test_two_process_torchrun_ranks_agree(tmp_path):
     assert setr.training.rank_digests(model, ctx) == [digests[0]]
 
 
+@pytest.mark.slow
 def test_initialisation_flags(tmp_path):
     """--init-encoder loads timm ViT weights into the encoder; --checkpoint fine-tunes trained weights on new classes."""
     import timm
@@ -285,6 +288,7 @@ def test_initialisation_flags(tmp_path):
     assert config["num_classes"] == 3 and config["info"]["class_names"] == ["background", "stripes", "checks"]
 
 
+@pytest.mark.slow
 def test_trains_on_a_folder_dataset(tmp_path):
     """Real image/mask files through the dataset readers, a recipe from flags, sliding-window evaluation."""
     from PIL import Image
@@ -326,6 +330,7 @@ def test_trains_on_a_folder_dataset(tmp_path):
     assert json.loads(report.read_text())["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_setr_training_is_reachable_after_import_setr_alone():
     # the pages write `import setr` then `setr.training.param_groups(...)`: a fresh process must find it
     code = "import sys, setr; assert 'setr.training' not in sys.modules; print(setr.training.param_groups.__name__)"
