@@ -9,8 +9,6 @@ with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,86 +18,23 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from ..convert import load_checkpoint, read_checkpoint, write_safetensors
+from ..dtypes import as_dtype
+from ..errors import first_line
+from ..files import atomic_staging
+from .card import CARD_FILE, MODEL_CARD, card_fields, is_setr_card
+from .config import SETRConfig
 from .info import ModelInfo
 
 __all__ = [
     "CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "as_dtype", "first_line", "reinit_classifiers",
 ]  # fmt: skip
 
-_DTYPE_NAMES = {
-    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "fp64": torch.float64, "float64": torch.float64,
-}  # fmt: skip
-
-
-def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """A floating-point ``torch.dtype`` from a dtype or its name (``"bf16"``, ``"float32"``, ...)."""
-    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        return dtype
-    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
-        return _DTYPE_NAMES[dtype.lower().removeprefix("torch.")]
-    raise TypeError(f"dtype={dtype!r}: expected a floating-point torch.dtype or one of {', '.join(_DTYPE_NAMES)}")
-
-
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "README.md"
 INFO_KEY = "info"
 _OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
 HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
 """What a failed Hub download raises."""
-
-MODEL_CARD = """---
-{{ card_data }}
----
-
-# {{ title }}
-
-SETR (SEgmentation TRansformer, Zheng et al., CVPR 2021) with a **{{ head }}** decoder on a
-ViT encoder ({{ embed_dim }}-wide, {{ depth }} blocks, {{ num_heads }} heads), for
-**{{ dataset }}** ({{ num_classes }} classes, training crop {{ img_size }}x{{ img_size }}).
-
-| | |
-|---|---|
-| weights | {{ weights_line }} |
-| reported mIoU (single scale / ms+flip) | {{ miou_line }} |
-| evaluation protocol | {{ protocol_line }} |
-| input normalisation | RGB on 0-255, mean {{ mean }}, std {{ std }} |
-| conversion | {{ conversion_line }} |
-
-## Use
-
-```python
-import setr
-model = setr.from_pretrained("{{ repo_or_dir }}")       # or setr.create_model("{{ zoo_name }}", pretrained=True)
-```
-
-Load with the [`setr-pytorch`](https://pypi.org/project/setr-pytorch/) library; loading is strict
-(every tensor accounted for).
-
-## Classes
-
-{{ classes_line }}
-
-## License
-
-The weights keep the license of their source release ({{ source }}); the official SETR code is
-MIT-licensed, mmsegmentation and PaddleViT are Apache-2.0.
-
-## Citation
-
-```bibtex
-@inproceedings{zheng2021rethinking,
-  title={Rethinking Semantic Segmentation from a Sequence-to-Sequence Perspective with Transformers},
-  author={Zheng, Sixiao and Lu, Jiachen and Zhao, Hengshuang and Zhu, Xiatian and Luo, Zekun and Wang, Yabiao
-          and Fu, Yanwei and Feng, Jianfeng and Xiang, Tao and Torr, Philip H.S. and Zhang, Li},
-  booktitle={CVPR},
-  year={2021}
-}
-```
-"""
 
 
 class SETRHubMixin(
@@ -123,8 +58,9 @@ class SETRHubMixin(
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``save_directory``.
 
-        The files are written into a temporary folder inside ``save_directory`` and then moved over
-        the old ones, each whole: an interrupted save leaves the previous files intact. A
+        The files are written into a staging folder inside ``save_directory`` and then moved over
+        the old ones, each whole (:func:`setr.files.atomic_staging`: modes as ``open()`` gives them
+        under the umask): an interrupted save leaves the previous files intact. A
         ``README.md`` that is already there is kept (with a warning), not replaced by the card,
         unless setr wrote it.
         Accepts ``huggingface_hub``'s options (``push_to_hub=True, repo_id=...``).
@@ -132,23 +68,16 @@ class SETRHubMixin(
         kwargs.setdefault("config", self._hub_config())
         if kwargs.get("push_to_hub"):
             return super().save_pretrained(save_directory, **kwargs)
-        target = Path(save_directory)
-        target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".setr-save-", dir=target))
-        try:
+        with atomic_staging(save_directory, folder=True) as staging:
             super().save_pretrained(staging, **kwargs)
-            for written in sorted(staging.iterdir()):
-                destination = target / written.name
-                if written.name == CARD_FILE and destination.exists() and not _is_our_card(destination):
-                    warnings.warn(
-                        f"{destination} already exists and was kept: the model card was not written "
-                        "(remove it and save again to get the card)",
-                        stacklevel=2,
-                    )
-                    continue
-                os.replace(written, destination)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            card, destination = staging / CARD_FILE, Path(save_directory) / CARD_FILE
+            if card.exists() and destination.exists() and not is_setr_card(destination):
+                warnings.warn(
+                    f"{destination} already exists and was kept: the model card was not written "
+                    "(remove it and save again to get the card)",
+                    stacklevel=2,
+                )
+                card.unlink()
         return None
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
@@ -160,7 +89,7 @@ class SETRHubMixin(
         write_safetensors(self.state_dict(), save_directory / WEIGHTS_FILE, metadata={"library": "setr-pytorch"})
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
-        return super().generate_model_card(*args, **{**_card_fields(self), **kwargs})
+        return super().generate_model_card(*args, **{**card_fields(self), **kwargs})
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
@@ -249,15 +178,16 @@ class SETRHubMixin(
         device = model_kwargs.pop("device", None) or map_location
         saved_classes = config.get("num_classes")
         wanted_classes = model_kwargs.pop("num_classes", saved_classes)
+        model_config = _saved_config(config, model_kwargs, model_id).replace(num_classes=saved_classes)
         if strict:  # every tensor comes from the file: nothing to initialise
             with torch.device("meta"):
-                model = cls(**model_kwargs, num_classes=saved_classes)
+                model = cls(model_config)
             load_checkpoint(model, weights, "setr", dtype=dtype)
         else:
-            model = cls(**model_kwargs, num_classes=saved_classes)
+            model = cls(model_config)
             model.load_state_dict(read_checkpoint(weights, dtype), strict=False)
         model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY))).for_channels(
-            model.config["in_chans"]
+            model.config.in_chans
         )
         model.to(device=device, dtype=dtype)
         if wanted_classes != saved_classes:
@@ -272,12 +202,21 @@ class SETRHubMixin(
         return model.eval()
 
 
-def _is_our_card(path: Path) -> bool:
-    """Whether ``path`` is a model card setr wrote (then a new save may replace it)."""
+def _saved_config(saved: dict[str, Any], model_kwargs: dict[str, Any], source: str) -> SETRConfig:
+    """The model config of a ``config.json`` with the caller's overrides.
+
+    ``huggingface_hub`` passes the saved fields back among ``model_kwargs`` (and the whole file as
+    ``config``), so an override is a field whose value differs from the saved one.
+    """
+    fields = SETRConfig.field_names()
+    unknown = sorted(set(model_kwargs) - fields - set(saved) - {"config"})
+    if unknown:
+        raise TypeError(f"from_pretrained got unknown option(s) {', '.join(map(repr, unknown))}")
+    overrides = {k: v for k, v in model_kwargs.items() if k in fields and (k not in saved or v != saved[k])}
     try:
-        return "library_name: setr-pytorch" in path.read_text(encoding="utf-8", errors="replace")[:2000]
-    except OSError:
-        return False
+        return SETRConfig.from_dict({k: v for k, v in saved.items() if k in fields}).replace(**overrides)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}/{CONFIG_FILE}: {error}") from None
 
 
 def reinit_classifiers(model: SETRHubMixin, num_classes: int, source: str) -> None:
@@ -289,50 +228,3 @@ def reinit_classifiers(model: SETRHubMixin, num_classes: int, source: str) -> No
         stacklevel=3,
     )
     model.reset_classifier(num_classes)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
-
-
-def _card_fields(model: SETRHubMixin) -> dict[str, Any]:
-    """The model card's fields, from ``model.config`` and ``model.info``."""
-    cfg, info = model.config, model.info
-    release, protocol, loaded = info.release, info.protocol, info.loaded_from or {}
-    zoo_name = info.full_name or info.architecture or f"SETR-{cfg['head']}"
-    checkpoint = Path(str(loaded.get("checkpoint", "?"))).name
-    return dict(
-        title=zoo_name,
-        zoo_name=zoo_name,
-        repo_or_dir=info.hub_repo or "<owner>/<repo>",
-        head={"naive": "Naive", "pup": "PUP", "mla": "MLA"}[cfg["head"]],
-        embed_dim=cfg["embed_dim"],
-        depth=cfg["depth"],
-        num_heads=cfg["num_heads"],
-        img_size=cfg["img_size"],
-        num_classes=cfg["num_classes"],
-        dataset=info.dataset or "a custom dataset",
-        source=release.source if release else "unknown",
-        weights_line=(
-            f"{release.source} release, {release.iters // 1000}k iterations, batch {release.batch_size}; "
-            f"original: {release.original}"
-            if release
-            else "trained or converted by the user"
-        ),
-        miou_line=f"{release.miou} / {release.miou_ms or '–'} (as reported by the source)" if release else "–",
-        protocol_line=(
-            f"sliding window {protocol.crop}/{protocol.stride}, ms+flip ratios {list(protocol.ms_ratios)}"
-            if protocol
-            else "whole image"
-        ),
-        mean=list(info.mean),
-        std=list(info.std),
-        conversion_line=(
-            f"converted by setr from the {loaded.get('format')} checkpoint {checkpoint} "
-            f"(sha256 {loaded.get('sha256', '?')})"
-            if "format" in loaded
-            else "native setr weights"
-        ),
-        classes_line=", ".join(info.class_names) if info.class_names else f"{cfg['num_classes']} classes",
-    )

@@ -1,0 +1,156 @@
+"""The one atomic writer (setr.files.atomic_staging): modes as ``open()`` gives them under the
+umask, for every output (save_pretrained, atomic_write, export); stagings of killed runs cleaned;
+an error mid-write leaves the old file byte for byte and no staging."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import setr
+from setr import files
+from setr.export import export_model
+from setr.files import atomic_staging, atomic_target, atomic_write
+from setr.models import hub_mixin
+
+SAVED = {"config.json", "model.safetensors", "README.md"}
+
+
+def tiny(seed: int = 0) -> setr.SETR:
+    torch.manual_seed(seed)
+    return setr.create_model("setr_naive_vitl", embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1).eval()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def stagings(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*"))
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test; the old one comes back after it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+# ----------------------------------------------------------------------------------- modes
+@pytest.mark.parametrize("mask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_every_output_gets_the_mode_open_gives_under_the_umask(tmp_path, umask, mask, file_mode, folder_mode):
+    umask(mask)
+    model = tiny()
+    saved = tmp_path / "runs" / "final"
+    model.save_pretrained(saved)
+    assert {p.name for p in saved.iterdir()} == SAVED
+    assert {name: mode(saved / name) for name in SAVED} == dict.fromkeys(SAVED, file_mode)
+    assert mode(saved) == mode(saved.parent) == folder_mode
+    with atomic_write(tmp_path / "log.txt", "w") as handle:
+        handle.write("row\n")
+    with atomic_target(tmp_path / "mask.png") as staged:
+        staged.write_bytes(b"png")
+    with atomic_staging(tmp_path / "made", folder=True) as staging:
+        (staging / "sub").mkdir()
+    exported = export_model(model, tmp_path / "exports" / "model.pt2", "pt2", dynamic=False)
+    assert [mode(p) for p in (tmp_path / "log.txt", tmp_path / "mask.png", exported)] == [file_mode] * 3
+    assert [mode(p) for p in (tmp_path / "made", tmp_path / "made" / "sub", exported.parent)] == [folder_mode] * 3
+    assert stagings(tmp_path) == []
+
+
+def test_replacing_a_file_keeps_its_mode_as_open_would(tmp_path, umask):
+    path = tmp_path / "shared.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    with atomic_write(path, "w") as handle:
+        handle.write('{"a": 1}')
+    assert mode(path) == 0o640 and path.read_text() == '{"a": 1}'
+
+
+# ------------------------------------------------------------------------- killed runs
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_runs_staging_is_cleaned_by_the_next_save_and_a_running_ones_is_not(tmp_path):
+    saved = tmp_path / "final"
+    saved.mkdir()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = _dead_pid()
+        stale = saved / files._staging_name("", folder=True, pid=dead)
+        stale.mkdir()
+        (stale / "model.safetensors").write_bytes(b"half a file")
+        stale_file = saved / files._staging_name("config.json", folder=False, pid=dead)
+        stale_file.write_text("{")
+        live = saved / files._staging_name("", folder=True, pid=running.pid)
+        live.mkdir()
+        elsewhere = saved / files._staging_name("", folder=True, pid=dead).replace(files._HOST, "0123abcd")
+        elsewhere.mkdir()  # another host's: its pid means nothing here
+        tiny().save_pretrained(saved)
+        assert not stale.exists() and not stale_file.exists()
+        assert live.is_dir() and elsewhere.is_dir()
+        assert {p.name for p in saved.iterdir()} == SAVED | {live.name, elsewhere.name}
+        assert setr.from_pretrained(saved).num_classes == tiny().num_classes
+    finally:
+        running.kill()
+        running.wait()
+
+
+# ----------------------------------------------------------------------- errors mid-write
+@pytest.mark.parametrize("writer", ["atomic_write", "atomic_target"])
+def test_an_error_mid_write_leaves_the_old_file_byte_for_byte(tmp_path, writer):
+    path = tmp_path / "weights.bin"
+    old = os.urandom(4096)
+    path.write_bytes(old)
+    with pytest.raises(RuntimeError, match="killed"):
+        if writer == "atomic_write":
+            with atomic_write(path) as handle:
+                handle.write(b"half of the new")
+                raise RuntimeError("killed")
+        else:
+            with atomic_target(path) as staged:
+                staged.write_bytes(b"half of the new")
+                raise RuntimeError("killed")
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
+
+
+def test_an_error_mid_save_pretrained_leaves_the_old_folder_whole(tmp_path, monkeypatch):
+    saved = tmp_path / "final"
+    tiny(0).save_pretrained(saved)
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+
+    def half_written(state_dict, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(hub_mixin, "write_safetensors", half_written)
+    with pytest.raises(OSError, match="no space left"):
+        tiny(1).save_pretrained(saved)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    assert stagings(tmp_path) == []
+
+
+def test_an_error_mid_export_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt2"
+    path.write_bytes(b"the old export")
+
+    def half_saved(program, destination, **kwargs):
+        Path(destination).write_bytes(b"half")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(torch.export, "save", half_saved)
+    with pytest.raises(RuntimeError, match="killed"):
+        export_model(tiny(), path, "pt2", dynamic=False, force=True)
+    assert path.read_bytes() == b"the old export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt2"]
