@@ -6,6 +6,7 @@ rest cover more images, checkpoints, datasets, command-line arguments and interr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -40,10 +41,20 @@ def tiny_model(**extra) -> setr.SETR:
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``setr ARGS`` in a fresh process, as a user types it."""
-    return subprocess.run(
-        [sys.executable, "-m", "setr.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd or ROOT
-    )
+    """``setr ARGS`` through ``setr.cli.main`` in this process (what the console script calls), with
+    its exit status and what it printed: an uncaught exception fails the test with its traceback."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd or ROOT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["setr", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -77,7 +88,6 @@ def test_row1_train_refuses_an_out_that_holds_a_run(tmp_path):
     assert (out / "log.csv").read_text() == "iteration\n60\n"
 
 
-@pytest.mark.slow
 def test_row2_convert_refuses_to_replace_a_model_and_keeps_a_readme(tmp_path, checkpoint):
     out = tmp_path / "model"
     out.mkdir()
@@ -131,7 +141,6 @@ def test_row5_an_empty_batch_gives_an_empty_result_everywhere(head):
     assert Predictor(model, mode="whole").network(empty).shape == (0, 3, 40, 48)
 
 
-@pytest.mark.slow
 def test_row6_predict_checks_its_outputs_before_loading_the_model(tmp_path, checkpoint):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
@@ -171,7 +180,6 @@ def test_row7_sizes_must_be_positive(name):
         setr.SETR(**{name: -16})
 
 
-@pytest.mark.slow
 def test_row7_an_override_of_the_wrong_type_is_one_line_on_the_command_line(tmp_path, checkpoint):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
@@ -305,7 +313,6 @@ def test_from_pretrained_on_a_file_says_what_to_use(checkpoint):
 
 
 # ------------------------------------------------------------------------------ datasets
-@pytest.mark.slow
 def test_unknown_dataset_and_missing_root_are_one_line(tmp_path, checkpoint):
     result = run_cli("eval", "--dataset", "cityscapes", "--root", str(tmp_path / "nothere"), "--model", MODEL,
                      "--checkpoint", str(checkpoint), *TINY_OVERRIDES)  # fmt: skip
@@ -313,7 +320,6 @@ def test_unknown_dataset_and_missing_root_are_one_line(tmp_path, checkpoint):
 
 
 # ---------------------------------------------------------------------- command-line arguments
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, needle",
     [
