@@ -82,7 +82,7 @@ def create_model(
     if not features_only:
         return model
     if out_indices is None:
-        out_indices = default_taps("mla", model.config["depth"])
+        out_indices = default_taps("mla", model.config.depth)
     return SETRBackbone(model.encoder, out_indices)
 
 
@@ -128,7 +128,7 @@ def _create_segmentor(
 
         def build(**extra: Any) -> SETR:
             model = SETR(**{**kwargs, **extra})
-            model.info = describe(entry, tag, release, model.num_classes).for_channels(model.config["in_chans"])
+            model.info = describe(entry, tag, release, model.num_classes).for_channels(model.config.in_chans)
             return model
 
     if checkpoint_path is not None:
@@ -161,9 +161,9 @@ def _load_model_folder(
     (the weights were saved for it), so ``name`` must only agree on the head type."""
     entry, _, _ = lookup(name) if user_entrypoint(split_model_name(name)[0]) is None else (None, None, None)
     model = SETR.from_pretrained(folder, aux_heads=aux_heads, dtype=dtype, **overrides)
-    if entry is not None and model.config["head"] != entry.head:
+    if entry is not None and model.config.head != entry.head:
         raise ValueError(
-            f"{folder} holds a {model.config['head']} model, not a {entry.head} one like {name}; "
+            f"{folder} holds a {model.config.head} model, not a {entry.head} one like {name}; "
             f"load the folder itself with --model {folder} (create_model('{folder}'))"
         )
     weights = Path(folder).expanduser() / WEIGHTS_FILE
