@@ -86,14 +86,14 @@ def _plain(model: SETR) -> None:
 
 
 def _example(model: SETR, size: tuple[int, int] | None, batch: int) -> torch.Tensor:
-    height, width = size if size is not None else (model.config["img_size"],) * 2
+    height, width = size if size is not None else (model.config.img_size,) * 2
     weight = next(model.parameters())
-    return torch.randn(batch, model.config["in_chans"], height, width, device=weight.device, dtype=weight.dtype)
+    return torch.randn(batch, model.config.in_chans, height, width, device=weight.device, dtype=weight.dtype)
 
 
 def _dynamic_shapes(model: SETR) -> dict[str, dict[int, Dim]]:
     # At least two patches per side: a dimension of size 1 is specialised by torch.export.
-    smallest = model.config["patch_size"] + 1
+    smallest = model.config.patch_size + 1
     return {
         "x": {
             0: Dim("batch", min=1, max=1024),
@@ -154,7 +154,7 @@ def export_model(
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if size is not None and (len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size)):
         raise ValueError(f"size must be (height, width) in pixels, got {size!r}")
-    if dynamic and size is not None and min(size) <= model.config["patch_size"]:
+    if dynamic and size is not None and min(size) <= model.config.patch_size:
         raise ValueError(f"a dynamic export needs an example larger than one patch per side, got {size}")
     _plain(model)
     dtype = export_dtype(model, precision, fmt)

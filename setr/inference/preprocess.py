@@ -165,7 +165,7 @@ def preprocess(
         images: one image or a batch (see :func:`to_rgb_tensor`), all of the same size.
         mean: per-channel mean, RGB on the 0-255 scale by default (``model.info.mean``).
         std: per-channel std (``model.info.std``).
-        channels: the model's input channels (``model.config["in_chans"]``).
+        channels: the model's input channels (``model.config.in_chans``).
 
     Returns:
         ``(B, channels, H, W)`` float32, normalised.

@@ -53,7 +53,7 @@ class SETRHubMixin(
     num_classes: int
 
     def _hub_config(self) -> dict[str, Any]:
-        return {**self.config, INFO_KEY: self.info.to_dict()}
+        return {**self.config.to_dict(), INFO_KEY: self.info.to_dict()}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``save_directory``.
