@@ -103,7 +103,7 @@ def compare_paths(title: str, paths: dict, device: str, repeats: int) -> None:
 
 def compare_encoder(fast, plain, x, device: str, repeats: int) -> None:
     """The optimised encoder (fused blocks) against the plain one (timm's ``Block.forward``)."""
-    indices = plain.config.get("mla_indices") or [plain.config["decode_index"]]
+    indices = plain.config.mla_indices or [plain.config.decode_index]
     paths = {
         "ours": lambda: fast.encoder(x, indices)[0][-1],
         "plain": lambda: plain.encoder(x, indices)[0][-1],
@@ -122,7 +122,7 @@ def compare_heads(fast, plain, x, device: str, repeats: int) -> None:
         }
     else:
         with torch.inference_mode():
-            tokens, _ = plain.encoder(x, plain.config["mla_indices"])
+            tokens, _ = plain.encoder(x, plain.config.mla_indices)
         paths = {
             "ours": lambda: fast.decode_head(fast.neck(tokens, grid), out_size),
             "plain": lambda: plain.decode_head(plain.neck(tokens, grid), out_size),

@@ -48,7 +48,7 @@ def main() -> None:
     model = setr.create_model(args.model, pretrained=args.pretrained, num_classes=len(classes), **args.model_kwargs)
     model.info = model.info.replace(dataset="folder", class_names=tuple(classes), palette=None)
     model.to(args.device)
-    crop = model.config["img_size"]
+    crop = model.config.img_size
     transform = train_transform(crop, scale=(2 * crop, crop), mean=model.info.mean, std=model.info.std)
     train = AugmentedDataset(FolderDataset(args.data, split="train"), transform)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True)

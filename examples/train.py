@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--log-interval", type=int, default=10, help="iterations between log rows")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    run.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="mixed precision (fp16: GradScaler)")
+    run.add_argument("--amp", default="none", choices=training.setup.AMP, help="mixed precision (fp16: GradScaler)")
     run.add_argument("--grad-checkpointing", action="store_true", help="recompute encoder blocks in backward (less memory)")
     run.add_argument("--compile", action="store_true", help="torch.compile the model")
     run.add_argument("--threads", type=int, help="CPU threads per process (default: its share of the cores, less workers)")

@@ -53,10 +53,10 @@ def decoder_stages(head: str, dataset: str) -> tuple[dict, list[tuple[str, str]]
     with torch.device("meta"):
         model = setr.create_model(f"setr_{head}_vitl_{dataset}", aux_heads=True).eval()
     cfg = model.config
-    size = cfg["img_size"]
+    size = cfg.img_size
     shapes: dict[str, str] = {}
     if model.neck is not None:
-        taps = ", ".join(str(b) for b in cfg["mla_indices"])
+        taps = ", ".join(str(b) for b in cfg.mla_indices)
         watched = [(f"4 neck levels (blocks {taps}), each", model.neck.smooth[0]),
                    ("4 branches, each (then x4 up, concatenated)", model.decode_head.branches[0])]  # fmt: skip
     else:
@@ -69,11 +69,11 @@ def decoder_stages(head: str, dataset: str) -> tuple[dict, list[tuple[str, str]]
         )
     aux: list[str] = []
     for index, module in enumerate(model.aux_heads):
-        tap = cfg["aux_indices"][index]
+        tap = cfg.aux_indices[index]
         label = f"{type(module).__name__} on " + (f"neck level {tap}" if model.neck is not None else f"block {tap}")
         module.register_forward_hook(lambda _m, _i, out, label=label: aux.append(f"{label} -> {_shape(out)}"))
     logits, _ = model(torch.empty(1, 3, size, size, device="meta"), return_aux=True)
-    grid = size // cfg["patch_size"]
+    grid = size // cfg.patch_size
     tokens = ("encoder tokens", f"{cfg['embed_dim']}x{grid}x{grid}")
     return cfg, [tokens, *shapes.items(), ("logits (bilinear up)", _shape(logits))], aux
 
@@ -82,8 +82,8 @@ def draw_decoders(path: Path) -> None:
     fig, axes = plt.subplots(len(CASES), 1, figsize=(13, 3.0 * len(CASES)))
     for ax, (head, dataset) in zip(axes, CASES):
         cfg, stages, aux = decoder_stages(head, dataset)
-        size = cfg["img_size"]
-        taps = cfg["mla_indices"] if head == "mla" else [cfg["decode_index"]]
+        size = cfg.img_size
+        taps = cfg.mla_indices if head == "mla" else [cfg.decode_index]
         name = "Naive" if head == "naive" else head.upper()
         ax.set_title(f"SETR-{name} (ViT-L, {dataset}, {size}x{size} input): reads encoder "
                      f"block{'s' if len(taps) > 1 else ''} {', '.join(str(t) for t in taps)} (0-based); "

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .devices import resolve_device
+
 __all__ = [
     "DistributedContext",
     "all_gather_objects",
@@ -48,12 +50,11 @@ def init_distributed(device: str | None = None) -> DistributedContext:
 
     Args:
         device: ``"cuda"``, ``"cpu"`` or ``None`` for CUDA when available.
+
+    Raises:
+        ValueError: the device does not exist here (one line naming the devices that do).
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    use_cuda = torch.device(device).type == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    use_cuda = resolve_device(device, flag="--device").type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

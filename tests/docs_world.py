@@ -148,7 +148,7 @@ def in_foreign_layout(model: Any, convert: Any, layout_keys: list[str]) -> dict[
     import torch
 
     markers = {key: torch.full((3, 5), float(number)) for number, key in enumerate(layout_keys)}
-    ours = convert(markers, model.config)
+    ours = convert(markers, model.config.to_dict())
     state = model.state_dict()
     out: dict[str, Any] = {}
     for our_key, marker in ours.items():
@@ -164,7 +164,7 @@ def in_foreign_layout(model: Any, convert: Any, layout_keys: list[str]) -> dict[
             raise AssertionError(f"{source_key}: unknown transform to {tuple(marker.shape)}")
         out[source_key] = value
     for key in layout_keys:  # what the converter drops (dead conv_seg, MLA's cls token): any value
-        out.setdefault(key, torch.zeros(1, 1, model.config["embed_dim"]))
+        out.setdefault(key, torch.zeros(1, 1, model.config.embed_dim))
     return out
 
 

@@ -226,7 +226,7 @@ def test_row11_an_mmseg_12_checkpoint_loads_with_an_explicit_choice(tmp_path):
     with pytest.raises(ConversionError, match="patch_bias=False"):
         convert_mmseg(mmseg_state, tiny_model().config)
     without = tiny_model(patch_bias=False)
-    assert without.encoder.patch_embed.proj.bias is None and without.config["patch_bias"] is False
+    assert without.encoder.patch_embed.proj.bias is None and without.config.patch_bias is False
     # a checkpoint that has the bias never loads into a model without one (never silently dropped)
     path = tmp_path / "with_bias.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
@@ -455,7 +455,7 @@ def test_asking_for_cuda_without_it_is_one_line(tmp_path, checkpoint, capsys):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
     assert main(["predict", str(image), "--out", str(tmp_path / "o"), "--model", MODEL, "--device", "cuda"]) == 2
-    assert "CUDA is not available on this machine; use --device cpu" in capsys.readouterr().err
+    assert "--device cuda: this machine has no CUDA device; devices here: cpu" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -55,9 +55,9 @@ def test_logits_equal_mmsegmentation(name, tmp_path):
 
     expected_aux = sorted(k for k in tensors if k.startswith("aux_logits."))
     assert len(aux) == len(expected_aux)
-    for ours, level in zip(aux, model.config["aux_indices"]):
+    for ours, level in zip(aux, model.config.aux_indices):
         # mmseg's MLA aux head k reads its k-th neck output, which is deepest first.
-        k = 3 - level if model.config["head"] == "mla" else model.config["aux_indices"].index(level)
+        k = 3 - level if model.config.head == "mla" else model.config.aux_indices.index(level)
         torch.testing.assert_close(_sampled(ours, tensors), tensors[f"aux_logits.{k}"], atol=1e-5, rtol=0)
 
 
@@ -139,7 +139,7 @@ def test_full_size_key_layouts_map_onto_the_zoo_models(keys, tag):
     assert detect_format(source) == "mmseg"
     converted = convert_state_dict(source, model)
     dropped = len(source) - len(converted)
-    assert dropped == (1 if model.config["head"] == "mla" else 0)  # only MLA's unused cls token
+    assert dropped == (1 if model.config.head == "mla" else 0)  # only MLA's unused cls token
     assert converted.keys() == model.state_dict().keys()
 
 

@@ -72,7 +72,7 @@ def test_golden_mla_logits_through_pdparams(tmp_path):
         "setr_mla_vitl_cityscapes.paddlevit_80k", checkpoint_path=path, aux_heads=True, **TINY, **TINY_TAPS["mla"]
     ).eval()
     assert model.info.loaded_from["format"] == "paddlevit"
-    assert model.config["class_token"] is False and model.config["aux_indices"] == [0, 1, 2]
+    assert model.config.class_token is False and model.config.aux_indices == (0, 1, 2)
     with torch.no_grad():
         logits, aux = model(tensors["input"], return_aux=True)
     torch.testing.assert_close(logits, tensors["seg_logits"], atol=1e-5, rtol=0)
@@ -106,7 +106,7 @@ def test_big_parameters_split_by_paddle_are_joined(tmp_path):
 
 def _export_ours_to_paddlevit(model: SETR) -> dict[str, np.ndarray]:
     """Test-side export of our Naive/PUP model (class_token=False) to PaddleViT names."""
-    nc = len(model.config["decode_up_scales"])
+    nc = len(model.config.decode_up_scales)
     out: dict[str, np.ndarray] = {}
     rules = [
         (r"encoder\.pos_embed", "encoder.transformer.embeddings.position_embeddings"),
@@ -134,7 +134,7 @@ def _export_ours_to_paddlevit(model: SETR) -> dict[str, np.ndarray]:
         key = re.sub(r"^aux_heads\.(\d+)\.", lambda m: f"aux_decoder{int(m.group(1)) + 2}.", key)
         key = key.replace(".running_mean", "._mean").replace(".running_var", "._variance")
         out[key] = np.ascontiguousarray(array)
-    out["encoder.transformer.embeddings.cls_token"] = np.ones((1, 1, model.config["embed_dim"]), np.float32)
+    out["encoder.transformer.embeddings.cls_token"] = np.ones((1, 1, model.config.embed_dim), np.float32)
     return out
 
 

@@ -50,7 +50,7 @@ def _timm_block_outputs(vit, x, pos, prefix_tokens, drop_prefix_before_blocks):
 
 def _encoder_outputs(model: SETR, x: torch.Tensor) -> list[torch.Tensor]:
     with torch.no_grad():
-        outputs, _ = model.encoder(x, list(range(model.config["depth"])))
+        outputs, _ = model.encoder(x, list(range(model.config.depth)))
     return outputs
 
 

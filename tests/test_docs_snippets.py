@@ -30,12 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
-# What ``**kwargs`` of these callables accept: SETR's constructor arguments, the Hub's download
+# What ``**kwargs`` of these callables accept: the model config's fields, the Hub's download
 # options, the test protocol's fields.
-SETR_ARGS = set(inspect.signature(setr.SETR.__init__).parameters) - {"self"}
+SETR_ARGS = set(setr.SETRConfig.field_names())
 HUB_ARGS = {"revision", "cache_dir", "force_download", "local_files_only", "token", "aux_heads", "dtype", "device"}
 PROTOCOL_ARGS = {f.name for f in dataclasses.fields(setr.EvalProtocol)}
 EXTRA_KEYWORDS = {
+    setr.SETR: SETR_ARGS | {"config"},
     setr.create_model: SETR_ARGS,
     setr.from_pretrained: SETR_ARGS | HUB_ARGS,
     setr.SETR.from_pretrained: SETR_ARGS | HUB_ARGS,

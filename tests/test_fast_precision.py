@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 import setr
 from setr import dtypes
 from setr.convert import ConversionError, read_safetensors_as
+from setr.dtypes import cpu_features
 from setr.fast import Int8DynamicLinear, cpu_has_native_bf16, resolve_precision
 from setr.fast.convs import fold_conv_bn
-from setr.fast.cpu import cpu_features
 
 ROOT = Path(__file__).resolve().parents[1]
 SETR_COMMAND = str(Path(sys.executable).parent / "setr")

@@ -73,7 +73,7 @@ def test_a_frozen_encoder_stays_bit_equal_while_the_heads_train(head):
 # -------------------------------------------------------------------------------- layer decay
 def test_timm_create_optimizer_v2_groups_one_layer_per_block_with_the_right_scales():
     model = tiny("pup")
-    depth = model.config["depth"]
+    depth = model.config.depth
     optimizer = timm.optim.create_optimizer_v2(model, "sgd", lr=0.1, weight_decay=0.0, layer_decay=0.75)
     scale_of = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
     names = dict(model.named_parameters())
@@ -120,7 +120,7 @@ def test_forward_intermediates_are_exactly_what_the_heads_read(head):
     x = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
         head_inputs, grid = model.head_inputs(x, with_aux=True)
-        taps = [model.config["decode_index"], *model.config["aux_indices"]]
+        taps = [model.config.decode_index, *model.config.aux_indices]
         final, maps = model.forward_intermediates(x, indices=sorted(set(taps)))
         tokens = model.forward_intermediates(x, indices=sorted(set(taps)), output_fmt="NLC", intermediates_only=True)
         assert torch.equal(final, model.forward_features(x))
@@ -137,7 +137,7 @@ def test_forward_intermediates_feed_the_mla_neck_and_take_timm_indices():
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
         levels, grid = model.head_inputs(x)
-        tokens = model.forward_intermediates(x, indices=model.config["mla_indices"], output_fmt="NLC",
+        tokens = model.forward_intermediates(x, indices=model.config.mla_indices, output_fmt="NLC",
                                              intermediates_only=True)  # fmt: skip
         assert all(torch.equal(a, b) for a, b in zip(model.neck(tokens, grid), levels))
         last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
@@ -230,8 +230,8 @@ def test_a_user_loop_under_ddp_with_plain_forward_runs_without_warnings(head, tm
 def test_aux_heads_exist_only_when_asked_for(tmp_path):
     assert not tiny("pup").aux_heads and not setr.SETR(head="mla", **TINY).aux_heads
     with_aux = tiny("pup", aux_heads=True)
-    assert with_aux.config["aux_indices"] == setr.models.default_taps("pup", 4) == [1, 2, 3, 3]
-    assert tiny("mla", aux_heads=True).config["aux_indices"] == [0, 1, 2, 3]
+    assert with_aux.config.aux_indices == tuple(setr.models.default_taps("pup", 4)) == (1, 2, 3, 3)
+    assert tiny("mla", aux_heads=True).config.aux_indices == (0, 1, 2, 3)
     logits, aux = with_aux(torch.randn(1, 3, 32, 32), return_aux=True)
     assert len(aux) == 4 and all(a.shape == logits.shape for a in aux)
     # checkpoints with aux heads load strictly, then the heads are dropped unless asked for
@@ -264,7 +264,7 @@ def test_three_channel_weights_load_into_four_and_one_channel_models(tmp_path):
     assert model.info.mean == (pytest.approx(sum(rgb.info.mean) / 3),)
     # the same through from_pretrained, and a folder as the model name
     with pytest.warns(UserWarning, match="adapt_input_conv"):
-        assert setr.from_pretrained(tmp_path / "rgb", in_chans=4).config["in_chans"] == 4
+        assert setr.from_pretrained(tmp_path / "rgb", in_chans=4).config.in_chans == 4
 
 
 def test_predictor_reads_n_channel_arrays_and_tensors():

@@ -55,7 +55,7 @@ def test_new_class_count_reinitialises_only_the_classifiers(tmp_path):
     model.save_pretrained(tmp_path)
     with pytest.warns(UserWarning, match="re-initialising the classifiers for 4 classes"):
         loaded = setr.from_pretrained(tmp_path, num_classes=4)
-    assert loaded.decode_head.classifier.out_channels == 4 and loaded.config["num_classes"] == 4
+    assert loaded.decode_head.classifier.out_channels == 4 and loaded.config.num_classes == 4
     original = model.state_dict()
     for key, value in loaded.state_dict().items():
         if ".classifier." not in key:

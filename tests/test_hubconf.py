@@ -25,8 +25,8 @@ model = torch.hub.load(repo, "setr_mla", source="local", img_size=32, embed_dim=
 zoo = torch.hub.load(repo, "setr_pup_vitl_ade20k", source="local", embed_dim=32, depth=4, num_heads=2,
                      decode_index=3, aux_indices=[1])
 out = model.eval()(torch.randn(1, 3, 40, 24))
-print(json.dumps({"entries": entries, "shape": list(out.shape), "head": model.config["head"],
-                  "zoo_classes": zoo.num_classes, "zoo_crop": zoo.config["img_size"]}))
+print(json.dumps({"entries": entries, "shape": list(out.shape), "head": model.config.head,
+                  "zoo_classes": zoo.num_classes, "zoo_crop": zoo.config.img_size}))
 """
 
 

@@ -25,7 +25,7 @@ def test_any_input_size_gives_logits_at_input_size(head, size):
     with torch.no_grad():
         logits, aux = model(x, return_aux=True)
     assert logits.shape == (2, 19, *size)
-    assert len(aux) == len(model.config["aux_indices"])
+    assert len(aux) == len(model.config.aux_indices)
     assert all(a.shape == (2, 19, *size) for a in aux)
     assert torch.isfinite(logits).all()
 
@@ -178,7 +178,7 @@ def test_reset_classifier_changes_every_head_and_keeps_the_rest():
     model = tiny("pup")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.reset_classifier(5)
-    assert model.config["num_classes"] == 5
+    assert model.config.num_classes == 5
     with torch.no_grad():
         logits, aux = model(torch.randn(1, 3, 64, 64), return_aux=True)
     assert logits.shape[1] == 5 and all(a.shape[1] == 5 for a in aux)

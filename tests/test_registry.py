@@ -40,7 +40,7 @@ def test_every_released_checkpoint_has_a_tagged_name():
 def test_zoo_names_carry_dataset_configuration(name, dataset, crop, classes):
     with torch.device("meta"):
         model = setr.create_model(name, embed_dim=64, depth=24, num_heads=4)
-    assert model.config["img_size"] == crop and model.config["num_classes"] == classes
+    assert model.config.img_size == crop and model.config.num_classes == classes
     info = model.info
     assert info.dataset == dataset
     assert len(info.class_names) == classes == len(info.palette)
@@ -62,9 +62,9 @@ def test_tag_applies_its_framework_topology():
         paddle = setr.create_model(
             "setr_mla_vitl_pcontext.paddlevit_80k_bs16", embed_dim=64, num_heads=4, aux_heads=True
         )
-    assert mmseg.config["decode_up_scales"] == [2, 2, 2, 2] and len(mmseg.aux_heads) == 3
-    assert mmseg.config["head_conv_bias"] is False
-    assert paddle.config["aux_indices"] == [0, 1, 2]
+    assert mmseg.config.decode_up_scales == (2, 2, 2, 2) and len(mmseg.aux_heads) == 3
+    assert mmseg.config.head_conv_bias is False
+    assert paddle.config.aux_indices == (0, 1, 2)
 
 
 def test_overrides_reach_the_constructor():
@@ -72,10 +72,10 @@ def test_overrides_reach_the_constructor():
         "setr_naive_vitl", img_size=32, embed_dim=32, depth=6, num_heads=2, num_classes=3,
         decode_index=4, aux_indices=[1, 3],
     )  # fmt: skip
-    assert model.config["decode_index"] == 4 and model.config["aux_indices"] == [1, 3]
+    assert model.config.decode_index == 4 and model.config.aux_indices == (1, 3)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     mla = setr.create_model("setr_mla_vitb", img_size=32, embed_dim=32, depth=6, num_heads=2, mla_indices=[0, 2, 4, 5])
-    assert mla.config["mla_indices"] == [0, 2, 4, 5]
+    assert mla.config.mla_indices == (0, 2, 4, 5)
 
 
 def test_base_variants_use_the_official_taps():
@@ -84,9 +84,9 @@ def test_base_variants_use_the_official_taps():
         pup = setr.create_model("setr_pup_deitb", aux_heads=True)
         mla = setr.create_model("setr_mla_deitb")
         assert not setr.create_model("setr_naive_vitb").aux_heads  # only when asked for
-    assert (naive.config["decode_index"], naive.config["aux_indices"]) == (11, [2, 5, 8])
-    assert (pup.config["decode_index"], pup.config["aux_indices"]) == (11, [4, 7, 9, 11])
-    assert mla.config["mla_indices"] == [2, 5, 8, 11]
+    assert (naive.config.decode_index, naive.config.aux_indices) == (11, (2, 5, 8))
+    assert (pup.config.decode_index, pup.config.aux_indices) == (11, (4, 7, 9, 11))
+    assert mla.config.mla_indices == (2, 5, 8, 11)
 
 
 @pytest.mark.parametrize(

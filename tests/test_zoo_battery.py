@@ -42,7 +42,7 @@ def test_forward_shapes(name):
         logits, aux = model(x, return_aux=True)
     classes = model.num_classes
     assert logits.shape == (2, classes, 40, 56)
-    assert len(aux) == len(model.config["aux_indices"]) > 0
+    assert len(aux) == len(model.config.aux_indices) > 0
     assert all(a.shape == (2, classes, 40, 56) for a in aux)
     assert model.info.name == name and model.info.architecture == setr.zoo.ZOO[name].architecture
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 import setr
 
 from ..convert import ConversionError
+from ..devices import resolve_device
 from ..export import ExportedNetwork, MissingExtraError, load_exported
 from ..fast import PRECISIONS, resolve_precision, to_precision
 from ..inference import Predictor
@@ -98,15 +99,10 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> None:
 
 def choose_device(name: str | None) -> torch.device:
     """``--device``: the named device, or CUDA when there is one and CPU otherwise."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise CliError(f"--device {name}: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
+        return resolve_device(name, flag="--device")
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 def choose_precision(args: argparse.Namespace, device: torch.device) -> str:

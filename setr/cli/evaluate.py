@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ctx = init_distributed(args.device)
     except (RuntimeError, ValueError) as error:
-        raise CliError(f"--device {args.device}: {one_line(error)}") from None
+        raise CliError(one_line(error)) from None
     try:
         return _evaluate_in_group(args, ctx)
     finally:  # a gloo group left to the interpreter's exit can abort the process after its work

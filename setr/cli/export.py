@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "dynamic batch, height and width"
         if args.dynamic
         else "static "
-        + "x".join(map(str, (args.batch, model.config["in_chans"], *(args.size or (model.config["img_size"],) * 2))))
+        + "x".join(map(str, (args.batch, model.config.in_chans, *(args.size or (model.config.img_size,) * 2))))
     )
     print(f"exported {args.model} ({shape}, {args.precision}) -> {out}")
     return 0

@@ -20,7 +20,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .cpu import cpu_features
+from ..dtypes import cpu_features
 
 __all__ = ["Int8DynamicLinear", "int8_kernels", "quantize_encoder_linears"]
 
