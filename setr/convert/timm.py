@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from ._common import DROP, ConversionError, Rule, apply_rules, check_against_model
@@ -63,12 +63,11 @@ def resample_patch_pos_embed(pos_embed: torch.Tensor, num_prefix: int, grid: tup
             f"timm position embedding {list(pos_embed.shape)} with {num_prefix} prefix slot(s) "
             f"does not hold a square patch grid"
         )
-    if (side, side) == tuple(grid):
-        return patches
-    dim = patches.shape[-1]
-    maps = patches.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    maps = F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)
-    return maps.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
+    # timm's resampler, as the encoder uses at run time (bilinear, align_corners=False, no antialias)
+    return resample_abs_pos_embed(
+        patches, new_size=list(grid), old_size=[side, side], num_prefix_tokens=0, interpolation="bilinear",
+        antialias=False,
+    )  # fmt: skip
 
 
 def _encoder_of(model: nn.Module) -> nn.Module:

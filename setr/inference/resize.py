@@ -10,10 +10,10 @@ resized by OpenCV on uint8, as ``imrescale`` does (:func:`resize_image`, through
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data.meta import EvalProtocol
 from ..data.resize import resize_bilinear_uint8
+from ..models.heads import resize
 
 __all__ = [
     "multi_scale_sizes", "rescale_size", "resize_image", "resize_logits", "resized_argmax", "short_side_size",
@@ -86,7 +86,7 @@ def resize_image(images: torch.Tensor, size: tuple[int, int], quantize: bool = T
         return images
     if quantize and _is_8bit(images):
         return resize_bilinear_uint8(images.to(torch.uint8), size).to(torch.float32)
-    return F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
+    return resize(images.float(), (size[0], size[1]))
 
 
 def _is_8bit(images: torch.Tensor) -> bool:
@@ -102,9 +102,7 @@ def _is_8bit(images: torch.Tensor) -> bool:
 def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(B, C, h, w)`` logits resized bilinearly to ``size`` (as the official code resizes them back
     to the image): ``(B, C, *size)``; unchanged when already that size."""
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return resize(logits, (size[0], size[1]))
 
 
 def resized_argmax(logits: torch.Tensor, size: tuple[int, int], channels_per_step: int = 16) -> torch.Tensor:

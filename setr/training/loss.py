@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.heads import resize
+
 __all__ = ["SETRLoss"]
 
 
@@ -50,8 +52,7 @@ class SETRLoss(nn.Module):
         self.reduction = reduction
 
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if logits.shape[-2:] != target.shape[-2:]:
-            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        logits = resize(logits, (target.shape[-2], target.shape[-1]))
         per_pixel = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="none")
         if self.reduction == "all":
             return per_pixel.mean()
