@@ -2,8 +2,8 @@
 
 Built on ``huggingface_hub.PyTorchModelHubMixin``: a saved model is a folder (or Hub repository)
 with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.ModelInfo`),
-``model.safetensors`` and a model card ``README.md``. Loading goes through the one strict loader,
-:func:`setr.convert.load_checkpoint`.
+``model.safetensors`` and a model card ``README.md``. Loading goes through the one weight pipeline,
+:mod:`setr.models.loading`.
 """
 
 from __future__ import annotations
@@ -13,24 +13,22 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from ..convert import load_checkpoint, read_checkpoint, write_safetensors
+from ..convert import write_safetensors
 from ..dtypes import as_dtype
 from ..errors import first_line
 from ..files import atomic_staging
 from .card import CARD_FILE, MODEL_CARD, card_fields, is_setr_card
 from .config import SETRConfig
 from .info import ModelInfo
+from .loading import CONFIG_FILE, WEIGHTS_FILE, apply_loading_rules, build_and_load, reinit_classifiers
 
 __all__ = [
     "CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "as_dtype", "first_line", "reinit_classifiers",
 ]  # fmt: skip
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 INFO_KEY = "info"
 _OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
 HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
@@ -171,6 +169,10 @@ class SETRHubMixin(
                     token=token,
                 )  # fmt: skip
             )
+        if not strict:
+            raise ValueError(
+                "strict=False: setr loads every tensor or refuses; a weights file that does not fit is an error"
+            )
         aux_heads = model_kwargs.pop("aux_heads", False)
         if not isinstance(aux_heads, bool):
             raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")
@@ -179,27 +181,13 @@ class SETRHubMixin(
         saved_classes = config.get("num_classes")
         wanted_classes = model_kwargs.pop("num_classes", saved_classes)
         model_config = _saved_config(config, model_kwargs, model_id).replace(num_classes=saved_classes)
-        if strict:  # every tensor comes from the file: nothing to initialise
-            with torch.device("meta"):
-                model = cls(model_config)
-            load_checkpoint(model, weights, "setr", dtype=dtype)
-        else:
-            model = cls(model_config)
-            model.load_state_dict(read_checkpoint(weights, dtype), strict=False)
+        model = build_and_load(lambda **fields: cls(model_config, **fields), weights, "setr", dtype=dtype,
+                               aux_heads=aux_heads)  # fmt: skip
         model.info = ModelInfo.from_dict(config.get(INFO_KEY, config.get(_OLD_INFO_KEY))).for_channels(
             model.config.in_chans
         )
         model.to(device=device, dtype=dtype)
-        if wanted_classes != saved_classes:
-            reinit_classifiers(model, wanted_classes, model_id)
-        if aux_heads and not model.aux_heads:
-            raise ValueError(
-                f"{model_id} was saved without auxiliary heads: load it with aux_heads=False and train "
-                "without auxiliary losses"
-            )
-        if not aux_heads:
-            model.drop_aux_heads()
-        return model.eval()
+        return apply_loading_rules(model, num_classes=wanted_classes, aux_heads=aux_heads, source=model_id).eval()
 
 
 def _saved_config(saved: dict[str, Any], model_kwargs: dict[str, Any], source: str) -> SETRConfig:
@@ -217,14 +205,3 @@ def _saved_config(saved: dict[str, Any], model_kwargs: dict[str, Any], source: s
         return SETRConfig.from_dict({k: v for k, v in saved.items() if k in fields}).replace(**overrides)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{source}/{CONFIG_FILE}: {error}") from None
-
-
-def reinit_classifiers(model: SETRHubMixin, num_classes: int, source: str) -> None:
-    """Re-initialise every classifier for ``num_classes`` and warn (the encoder and the rest of the
-    heads are kept; ``model.info`` forgets the class names, palette and release numbers)."""
-    warnings.warn(
-        f"{source}: the weights have {model.num_classes} classes; re-initialising the classifiers for "
-        f"{num_classes} classes (the encoder and the rest of the heads are kept)",
-        stacklevel=3,
-    )
-    model.reset_classifier(num_classes)

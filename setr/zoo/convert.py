@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from ..files import check_new_files, check_output_dir
 from ..models import SETR
-from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE
+from ..models.loading import CONFIG_FILE, WEIGHTS_FILE
 from .create import create_model
 from .hub import sha256_of
 

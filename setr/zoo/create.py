@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -11,12 +10,12 @@ from typing import Any
 
 import torch
 
-from ..convert import ConversionError, detect_format, load_checkpoint, load_timm_encoder, read_checkpoint
+from ..convert import detect_format, load_timm_encoder, read_checkpoint
 from ..devices import resolve_device
 from ..dtypes import as_dtype
 from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
-from ..models.hub_mixin import CONFIG_FILE, WEIGHTS_FILE, reinit_classifiers
-from .hub import load_release_weights
+from ..models.loading import CONFIG_FILE, apply_loading_rules, build_and_load, weights_file
+from .hub import download_release
 from .info import describe
 from .registry import is_model, lookup, split_model_name, user_entrypoint
 
@@ -94,6 +93,8 @@ def _create_segmentor(
     overrides: dict[str, Any],
     dtype: torch.dtype | None,
 ) -> SETR:
+    """Resolve ``name`` and where its weights come from; every route with weights ends in the one
+    pipeline (:func:`setr.models.loading.build_and_load`, then :func:`apply_loading_rules`)."""
     if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_model(name) and _is_model_folder(name)):
         if pretrained or checkpoint_path is not None:
             raise ValueError(f"{name} is a model folder: it brings its own weights; drop pretrained/checkpoint_path")
@@ -123,7 +124,7 @@ def _create_segmentor(
             )
         kwargs = {**entry.kwargs(), **(release.model_overrides if release else {}), **overrides}
         if (aux_heads or load_weights) and "aux_indices" not in kwargs:
-            # released checkpoints hold the official auxiliary heads: build them to load strictly
+            # released checkpoints hold the official auxiliary heads: their tensors are accounted for
             kwargs["aux_indices"] = official_aux_indices(kwargs["head"], kwargs["depth"])
 
         def build(**extra: Any) -> SETR:
@@ -131,23 +132,29 @@ def _create_segmentor(
             model.info = describe(entry, tag, release, model.num_classes).for_channels(model.config.in_chans)
             return model
 
-    if checkpoint_path is not None:
-        model = _build_from_checkpoint(build, checkpoint_path, requested_classes, dtype)
+    if not load_weights:
+        return _apply_aux_choice(build(), aux_heads, explicit_aux)
+    if pretrained:
+        path, provenance = download_release(entry.name, tag)
+        model = build_and_load(build, path, "setr", dtype=dtype, aux_heads=aux_heads or explicit_aux)
+        model.info = model.info.replace(**provenance)
     else:
-        with torch.device("meta") if pretrained else contextlib.nullcontext():  # the weights fill it
-            model = build()
-        if pretrained:
-            load_release_weights(model, entry.name, tag, dtype)
-    if requested_classes is not None and requested_classes != model.num_classes:
-        reinit_classifiers(model, requested_classes, name)
-    if aux_heads and not explicit_aux and not model.aux_heads:
-        raise ValueError(
-            f"{checkpoint_path} was saved without auxiliary heads: load it with aux_heads=False and train "
-            "without auxiliary losses"
-        )
-    if not aux_heads and not explicit_aux:
-        model.drop_aux_heads()
-    return model
+        path = weights_file(checkpoint_path)
+        state = read_checkpoint(path, dtype)
+        if detect_format(state) == "timm":
+            model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
+            return _apply_aux_choice(_init_from_timm(model, state, path), aux_heads, explicit_aux)
+        model = build_and_load(build, state, dtype=dtype, num_classes=requested_classes,
+                               aux_heads=aux_heads or explicit_aux, origin=path)  # fmt: skip
+    return apply_loading_rules(
+        model, num_classes=requested_classes, aux_heads=aux_heads, keep_built_aux=explicit_aux,
+        source=str(checkpoint_path or name),
+    )  # fmt: skip
+
+
+def _apply_aux_choice(model: SETR, aux_heads: bool, explicit_aux: bool) -> SETR:
+    """A model without loaded weights keeps the auxiliary heads it was asked for."""
+    return model if aux_heads or explicit_aux else model.drop_aux_heads()
 
 
 def _is_model_folder(path: str | os.PathLike) -> bool:
@@ -166,8 +173,7 @@ def _load_model_folder(
             f"{folder} holds a {model.config.head} model, not a {entry.head} one like {name}; "
             f"load the folder itself with --model {folder} (create_model('{folder}'))"
         )
-    weights = Path(folder).expanduser() / WEIGHTS_FILE
-    model.info = model.info.replace(loaded_from={"checkpoint": str(weights), "format": "setr"})
+    model.info = model.info.replace(loaded_from={"checkpoint": str(weights_file(folder)), "format": "setr"})
     return model
 
 
@@ -179,63 +185,6 @@ def _custom_builder(entrypoint: Callable[..., SETR], name: str, overrides: dict[
         return model
 
     return build
-
-
-def _weights_file(checkpoint_path: str | os.PathLike) -> Path:
-    """The file to read: ``checkpoint_path`` itself, or a ``save_pretrained`` folder's weights."""
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        if not (path / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(
-                f"{path} is a folder without {WEIGHTS_FILE}: pass a checkpoint file, or a folder written by "
-                "save_pretrained"
-            )
-        return path / WEIGHTS_FILE
-    return path
-
-
-def _build_from_checkpoint(
-    build: Callable[..., SETR],
-    checkpoint_path: str | os.PathLike,
-    requested_classes: int | None,
-    dtype: torch.dtype | None = None,
-) -> SETR:
-    """Build the model and load ``checkpoint_path`` strictly (the file is read once, in ``dtype``).
-
-    With ``requested_classes``, a checkpoint that already has that many classes loads as is (a
-    user's fine-tuned weights); otherwise the model is built with the checkpoint's classes, loaded,
-    and the caller re-initialises the classifiers. The model is built on the ``meta`` device when
-    the checkpoint fills all of it (every format but timm's encoder-only weights).
-    """
-    path = _weights_file(checkpoint_path)
-    state = read_checkpoint(path, dtype)
-    fmt = detect_format(state)
-    if fmt == "timm":
-        model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
-        return _init_from_timm(model, state, path)
-
-    saved_without_aux = fmt == "setr" and not any(key.startswith("aux_heads.") for key in state)
-
-    def build_empty(**extra: Any) -> SETR:
-        if saved_without_aux:  # our own files keep aux heads only when they were trained with them
-            extra["aux_indices"] = []
-        with torch.device("meta"):
-            return build(**extra)
-
-    model = build_empty(**({"num_classes": requested_classes} if requested_classes is not None else {}))
-    try:
-        load_checkpoint(model, state, fmt)
-    except ConversionError as error:
-        found = getattr(error, "checkpoint_classes", None)
-        if requested_classes is None or found is None:
-            raise ConversionError(f"{path}: {error}") from None
-        model = build_empty(num_classes=found)  # load as saved; the caller re-initialises the classifiers
-        try:
-            load_checkpoint(model, state, fmt)
-        except ConversionError as other:
-            raise ConversionError(f"{path}: {other}") from None
-    model.info = model.info.replace(loaded_from={"checkpoint": str(path), "format": fmt})
-    return model
 
 
 def _init_from_timm(model: SETR, state: dict[str, Any], path: Path) -> SETR:

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from huggingface_hub import hf_hub_download
 
 from ..convert import load_checkpoint
+from ..errors import first_line
 from ..models import SETR
-from ..models.hub_mixin import HUB_ERRORS, WEIGHTS_FILE, first_line
+from ..models.hub_mixin import HUB_ERRORS
+from ..models.loading import WEIGHTS_FILE
 from .table import HUB_REVISION, ZOO, hub_repo_id
 
-__all__ = ["PretrainedWeightsUnavailable", "from_pretrained", "load_release_weights", "sha256_of"]
+__all__ = ["PretrainedWeightsUnavailable", "download_release", "from_pretrained", "load_release_weights", "sha256_of"]
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """The weights of a zoo name could not be obtained from the Hub; the message says what to do."""
 
 
-def load_release_weights(model: SETR, name: str, tag: str, dtype: torch.dtype | None = None) -> None:
-    """Download ``name.tag``'s safetensors from the Hub (pinned revision, cached) and load strictly
-    (in ``dtype``, read one tensor at a time, when given).
+def download_release(name: str, tag: str) -> tuple[Path, dict[str, Any]]:
+    """The safetensors of ``name.tag`` from the Hub (pinned revision, cached), and the ``model.info``
+    fields that say where they came from.
 
     Raises:
         PretrainedWeightsUnavailable: the file cannot be had (offline, not published); the message
@@ -46,8 +49,15 @@ def load_release_weights(model: SETR, name: str, tag: str, dtype: torch.dtype | 
             f"then load it with setr.from_pretrained('{name}.{tag}') or "
             f"setr.create_model('{name}.{tag}', checkpoint_path=<downloaded file>)."
         ) from error
+    return Path(path), {"hub_repo": repo_id, "loaded_from": {"hub": repo_id, "revision": HUB_REVISION}}
+
+
+def load_release_weights(model: SETR, name: str, tag: str, dtype: torch.dtype | None = None) -> None:
+    """Fill an existing ``model`` with ``name.tag``'s released weights, strictly (setr 0.2's route;
+    :func:`setr.create_model` with ``pretrained=True`` builds and fills a new one)."""
+    path, provenance = download_release(name, tag)
     load_checkpoint(model, path, "setr", dtype=dtype)
-    model.info = model.info.replace(hub_repo=repo_id, loaded_from={"hub": repo_id, "revision": HUB_REVISION})
+    model.info = model.info.replace(**provenance)
 
 
 def from_pretrained(repo_id_or_dir: str | os.PathLike, **kwargs: Any) -> SETR:
