@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -237,3 +238,62 @@ def test_a_model_on_the_meta_device_runs_for_flop_counting():
         model = SETR(head="pup", embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1).eval()
         logits = model(torch.empty(1, 3, 40, 56))
     assert logits.is_meta and logits.shape == (1, 19, 40, 56)
+
+
+# --------------------------------------------------------------------------------- SETRConfig
+def test_a_config_builds_the_model_and_is_frozen():
+    config = SETRConfig(**tiny_kwargs("pup"))
+    model = SETR(config)
+    assert model.config == config and model.num_classes == 19 and model.head_type == "pup"
+    assert config.decode_up_scales == (2, 2, 2, 1) and config.class_token is True  # resolved official values
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.num_classes = 5
+    assert SETR(config, num_classes=5).config == config.replace(num_classes=5)
+    assert SETR(**tiny_kwargs("pup")).config == config
+
+
+def test_the_heads_are_their_own_classes():
+    assert type(tiny("naive").decode_head).__name__ == "NaiveHead"
+    pup = tiny("pup")
+    assert type(pup.decode_head).__name__ == "PUPHead"
+    assert {type(h).__name__ for h in pup.aux_heads} == {"PUPAuxHead"}
+    assert type(tiny("mla").decode_head).__name__ == "MLAHead"
+
+
+def test_a_config_written_by_setr_0_2_loads_exactly():
+    """The config.json of a 0.2 ``save_pretrained`` folder (a PUP ViT-L ADE20K model), as 0.2 wrote it."""
+    written_by_0_2 = {
+        "head": "pup", "num_classes": 150, "img_size": 512, "patch_size": 16, "in_chans": 3, "embed_dim": 1024,
+        "depth": 24, "num_heads": 16, "mlp_ratio": 4.0, "qkv_bias": True, "class_token": True, "patch_bias": True,
+        "decode_index": 23, "aux_indices": [9, 14, 19, 23], "mla_indices": None, "head_channels": 256,
+        "head_conv_bias": True, "decode_kernel_size": 3, "decode_up_scales": [2, 2, 2, 1], "aux_kernel_size": 3,
+        "aux_up_scales": [4], "mla_channels": 256, "mla_head_channels": 128, "mla_classifier_kernel": 3,
+        "mla_align_corners": True, "mla_aux_bias": False, "drop_rate": 0.0, "attn_drop_rate": 0.0,
+        "drop_path_rate": 0.0, "grad_checkpointing": False,
+    }  # fmt: skip
+    config = SETRConfig.from_dict(written_by_0_2)
+    assert config.to_dict() == written_by_0_2  # and back, key for key
+    assert json.loads(json.dumps(config.to_dict())) == written_by_0_2
+    with torch.device("meta"):
+        model = SETR(config)
+    assert len(model.aux_heads) == 4 and model.num_classes == 150
+
+
+def test_a_bad_config_field_is_one_message_naming_it():
+    with pytest.raises(TypeError, match="unknown SETR config field\\(s\\) 'num_clases'"):
+        SETRConfig.from_dict({"num_clases": 3})
+    with pytest.raises(TypeError, match="a SETR config is a JSON object"):
+        SETRConfig.from_dict([1, 2])
+    with pytest.raises(ValueError, match="a head needs at least one conv stage"):
+        SETRConfig(head="pup", decode_up_scales=[])
+
+
+def test_the_0_2_dict_view_still_works_with_a_warning_naming_the_replacement():
+    model = tiny("naive")
+    with pytest.warns(DeprecationWarning, match=r"read model.config.aux_indices"):
+        assert model.config["aux_indices"] == [1, 2, 3]
+    with pytest.warns(DeprecationWarning):
+        rebuilt = SETR(**model.config)
+    assert rebuilt.config == model.config
+    with pytest.warns(DeprecationWarning, match="pass the head by keyword"):
+        assert SETR("naive", **TINY, decode_index=3).config.head == "naive"

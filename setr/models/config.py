@@ -9,6 +9,7 @@ once; the heads and the zoo read them from here.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -311,11 +312,17 @@ class SETRConfig:
         """A copy with ``changes`` (checked like a new config)."""
         return dataclasses.replace(self, **changes)
 
-    # A read-only mapping view, so that code written for setr 0.2's dict (``config["head"]``,
-    # ``SETR(**model.config)``) keeps working.
+    # setr 0.2's config was a dict: its read-only view (``config["head"]``, ``SETR(**model.config)``)
+    # still works, with a warning naming the replacement.
     def __getitem__(self, name: str) -> Any:
         if name not in self.field_names():
             raise KeyError(name)
+        warnings.warn(
+            f"model.config[{name!r}] is deprecated: model.config is a SETRConfig; read model.config.{name} "
+            "(and SETR(model.config) rebuilds the model, model.config.to_dict() gives the dict)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return _jsonable(getattr(self, name))
 
     def keys(self) -> list[str]:
