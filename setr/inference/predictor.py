@@ -78,7 +78,7 @@ def resolve_protocol(
     if protocol is None:
         protocol = _info(model).protocol
     if protocol is None:
-        crop = int(getattr(model, "config", {}).get("img_size", 512))  # any segmentor may come here
+        crop = int(getattr(getattr(model, "config", None), "img_size", 512))  # any segmentor may come here
         protocol = EvalProtocol(mode="slide", crop=crop, stride=crop * 2 // 3, test_scale=None)
     protocol = _as_protocol(protocol)
     unknown = set(overrides) - set(_PROTOCOL_FIELDS)
@@ -168,7 +168,7 @@ class Predictor:
         info = _info(model)
         self.mean = tuple(info.mean) if info.mean else IMAGENET_MEAN
         self.std = tuple(info.std) if info.std else IMAGENET_STD
-        self.channels = int(getattr(model, "config", {}).get("in_chans", 3))
+        self.channels = int(getattr(getattr(model, "config", None), "in_chans", 3))
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(
                 f"the model takes {self.channels} channels but model.info has {len(self.mean)} means and "

@@ -73,18 +73,18 @@ def card_fields(model: Any) -> dict[str, Any]:
     """The template's fields for ``model`` (a :class:`setr.SETR`), from its ``config`` and ``info``."""
     cfg, info = model.config, model.info
     release, protocol, loaded = info.release, info.protocol, info.loaded_from or {}
-    zoo_name = info.full_name or info.architecture or f"SETR-{cfg['head']}"
+    zoo_name = info.full_name or info.architecture or f"SETR-{cfg.head}"
     checkpoint = Path(str(loaded.get("checkpoint", "?"))).name
     return dict(
         title=zoo_name,
         zoo_name=zoo_name,
         repo_or_dir=info.hub_repo or "<owner>/<repo>",
-        head={"naive": "Naive", "pup": "PUP", "mla": "MLA"}[cfg["head"]],
-        embed_dim=cfg["embed_dim"],
-        depth=cfg["depth"],
-        num_heads=cfg["num_heads"],
-        img_size=cfg["img_size"],
-        num_classes=cfg["num_classes"],
+        head={"naive": "Naive", "pup": "PUP", "mla": "MLA"}[cfg.head],
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        img_size=cfg.img_size,
+        num_classes=cfg.num_classes,
         dataset=info.dataset or "a custom dataset",
         source=release.source if release else "unknown",
         weights_line=(
@@ -107,5 +107,5 @@ def card_fields(model: Any) -> dict[str, Any]:
             if "format" in loaded
             else "native setr weights"
         ),
-        classes_line=", ".join(info.class_names) if info.class_names else f"{cfg['num_classes']} classes",
+        classes_line=", ".join(info.class_names) if info.class_names else f"{cfg.num_classes} classes",
     )
