@@ -224,7 +224,7 @@ def test_row11_an_mmseg_12_checkpoint_loads_with_an_explicit_choice(tmp_path):
     from setr.convert.mmseg import convert_mmseg
 
     with pytest.raises(ConversionError, match="patch_bias=False"):
-        convert_mmseg(mmseg_state, tiny_model().config)
+        convert_mmseg(mmseg_state, tiny_model().config.to_dict())
     without = tiny_model(patch_bias=False)
     assert without.encoder.patch_embed.proj.bias is None and without.config.patch_bias is False
     # a checkpoint that has the bias never loads into a model without one (never silently dropped)

@@ -189,6 +189,7 @@ def test_model_and_dataset_classes_must_agree(tmp_path, capsys):
     assert "predicts 19 classes but --dataset folder has 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "setr"
     if not script.exists():
@@ -200,6 +201,7 @@ def test_console_script_is_installed():
     assert "setr_pup_vitl_cityscapes.official_80k (default)" in done.stdout and "79.34" in done.stdout
 
 
+@pytest.mark.slow
 def test_eval_under_torchrun_splits_images_and_sums_the_metric(tmp_path, tiny_checkpoint):
     _, checkpoint = tiny_checkpoint
     root = tmp_path / "data"

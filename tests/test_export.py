@@ -40,6 +40,7 @@ def check_matches_eager(network, model: setr.SETR) -> None:
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["naive", "pup", "mla"])
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_dynamic_exports_run_at_other_sizes_and_batches(head, fmt, tmp_path):
@@ -59,6 +60,7 @@ def test_dynamic_exports_run_at_other_sizes_and_batches(head, fmt, tmp_path):
         assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
 
 
+@pytest.mark.slow
 def test_a_dynamic_export_with_the_default_batch_is_dynamic_in_the_batch_too(tmp_path):
     model = tiny("naive")
     network = load_exported(export_model(model, tmp_path / "d.onnx", "onnx", dynamic=True))  # batch=1
@@ -76,6 +78,7 @@ def test_a_dynamic_export_with_the_default_batch_is_dynamic_in_the_batch_too(tmp
         torch.testing.assert_close(program(x), model(x), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_static_export_takes_its_size_only_and_chunks_batches(tmp_path):
     model = tiny("pup")
     network = load_exported(export_model(model, tmp_path / "s.onnx", "onnx", dynamic=False, batch=2))
@@ -87,6 +90,7 @@ def test_static_export_takes_its_size_only_and_chunks_batches(tmp_path):
         network(torch.randn(1, 3, 48, 32))
 
 
+@pytest.mark.slow
 def test_the_sliding_window_predictor_gives_the_same_masks_on_an_exported_model(tmp_path):
     model = tiny("mla")
     path = export_model(model, tmp_path / "m.pt2", "pt2", dynamic=True, size=(64, 96), batch=2)
@@ -100,6 +104,7 @@ def test_the_sliding_window_predictor_gives_the_same_masks_on_an_exported_model(
     assert torch.equal(ms.mask, Predictor(model, **settings, ms_ratios=[0.75, 1.25])(image, ms_flip=True).mask)
 
 
+@pytest.mark.slow
 def test_aoti_package_runs_without_importing_setr(tmp_path):
     model = tiny("pup")
     path = export_model(model, tmp_path / "m.pt2", "aoti", dynamic=True, size=(64, 96), batch=2)
@@ -123,6 +128,7 @@ def test_aoti_package_runs_without_importing_setr(tmp_path):
     assert load_exported(path).dynamic  # and setr reads it too
 
 
+@pytest.mark.slow
 def test_torch_compile_fullgraph_dynamic_has_no_graph_breaks():
     model = tiny("pup")
     compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="eager")
@@ -176,6 +182,7 @@ def test_a_missing_extra_names_it(tmp_path, monkeypatch):
     assert main(["export", "--model", "setr_naive_vitl", "--out", str(tmp_path / "m.onnx")]) == 2
 
 
+@pytest.mark.slow
 def test_the_command_line_exports_and_predicts_with_the_exported_file(tmp_path, capsys):
     from setr.cli import main
 
@@ -197,6 +204,7 @@ def test_the_command_line_exports_and_predicts_with_the_exported_file(tmp_path, 
     assert "brings its own network" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_bf16_program_takes_any_input_dtype_and_gives_float32_logits_close_to_fp32(tmp_path):
     model = tiny("pup")
     path = export_model(model, tmp_path / "half.pt2", "pt2", dynamic=True, size=(64, 96), precision="bf16")
@@ -238,6 +246,7 @@ def test_a_bf16_model_exports_in_bf16_by_default_and_other_precisions_are_refuse
     assert not list(tmp_path.glob("x.*"))
 
 
+@pytest.mark.slow
 def test_setr_export_precision_bf16_loads_in_bf16_and_refuses_onnx(tmp_path, capsys):
     from setr.cli import main
 

@@ -170,6 +170,7 @@ def test_loading_in_bf16_gives_the_fp32_weights_rounded_and_no_meta_tensor(tmp_p
         setr.create_model(tmp_path / "m", dtype=torch.int8)
 
 
+@pytest.mark.slow
 def test_bf16_loading_never_holds_an_fp32_copy(tmp_path):
     """Peak resident memory of a process loading a 200 MB fp32 model in bf16 (100 MB) stays near
     the bf16 size: neither the fp32 file nor a randomly initialised model is ever held whole."""
@@ -229,6 +230,7 @@ def test_the_streaming_reader_equals_safetensors_and_refuses_a_damaged_file(tmp_
 
 
 # ------------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
 def test_setr_predict_in_bf16_and_int8_agrees_with_fp32(tmp_path):
     tiny("pup").save_pretrained(tmp_path / "m")
     rng = np.random.default_rng(0)

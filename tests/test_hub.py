@@ -93,6 +93,7 @@ def run_offline(script: str, cache: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_pretrained_zoo_name_loads_through_hf_hub_download_offline(tmp_path):
     model = tiny_zoo_model()
     folder = tmp_path / "saved"
@@ -125,6 +126,7 @@ def test_pretrained_zoo_name_loads_through_hf_hub_download_offline(tmp_path):
     assert result.stdout.strip().endswith("OK")
 
 
+@pytest.mark.slow
 def test_unavailable_weights_say_where_to_get_them_and_how_to_convert(tmp_path):
     result = run_offline(
         f"""
@@ -143,6 +145,7 @@ def test_unavailable_weights_say_where_to_get_them_and_how_to_convert(tmp_path):
     assert hub_repo_id(ZOO, TAG) in message
 
 
+@pytest.mark.slow
 def test_hub_repo_without_weights_is_explained(tmp_path):
     model = tiny_zoo_model()
     folder = tmp_path / "saved"
@@ -246,6 +249,7 @@ def test_timm_imagenet_weights_initialise_the_encoder_through_create_model(tmp_p
     torch.testing.assert_close(setr.from_pretrained(tmp_path / "out").encoder.pos_embed, converted.encoder.pos_embed)
 
 
+@pytest.mark.slow
 def test_cli_reports_unavailable_weights_in_one_line(tmp_path):
     from PIL import Image
 
