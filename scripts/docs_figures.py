@@ -10,6 +10,9 @@
   trains, on its generated validation images, with the palette legend (needs ``--model``).
 - ``precision.png``, ``export.png``: latency bars from the JSON the benchmark scripts write
   (``benchmarks/results/precision.json``, ``benchmarks/results/export.json``).
+- ``layers.png``: the package's layers as ``pyproject.toml``'s import-linter contract names them,
+  with every import between two of its parts read from the code (grimp, the graph import-linter
+  checks): grey arrows point down, red ones would point up (there are none while CI is green).
 - ``sizes.png``: latency and memory above the loaded model against input size for the three heads,
   and the explicit-attention reference, from ``benchmarks/results/models.json``.
 """
@@ -195,6 +198,76 @@ def draw_sizes(results: Path, path: Path) -> None:
     plt.close(fig)
 
 
+# The package's layers, top to bottom, as pyproject.toml's first import-linter contract names them.
+LAYERS = (
+    ("setr.cli",),
+    ("setr.training",),
+    ("setr.inference",),
+    ("setr.zoo", "setr.fast", "setr.export"),
+    ("setr.models",),
+    ("setr.convert", "setr.data", "setr.metrics", "setr.distributed"),
+    ("setr.files", "setr.dtypes", "setr.devices", "setr.errors"),
+)
+_ROLES = {
+    "setr.cli": "one module per subcommand", "setr.training": "recipe, loop pieces, checkpoints",
+    "setr.inference": "Predictor, protocols, eval report", "setr.zoo": "names, releases, create_model",
+    "setr.fast": "optimize_for_inference", "setr.export": "ONNX, pt2, AOTI, runner",
+    "setr.models": "SETRConfig, encoder, heads, SETR,\nthe weight pipeline",
+    "setr.convert": "readers, strict loader", "setr.data": "datasets, transforms, resize",
+    "setr.metrics": "mIoU", "setr.distributed": "torchrun groups", "setr.files": "atomic writes",
+    "setr.dtypes": "precision words", "setr.devices": "device choice", "setr.errors": "one-line errors",
+}  # fmt: skip
+
+
+def package_imports() -> set[tuple[str, str]]:
+    """Which part of ``LAYERS`` imports which, from the code (grimp's import graph)."""
+    import grimp
+
+    graph = grimp.build_graph("setr", exclude_type_checking_imports=True)
+    parts = [part for row in LAYERS for part in row]
+
+    def part_of(module: str) -> str | None:
+        return next((p for p in parts if module == p or module.startswith(p + ".")), None)
+
+    edges = set()
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            source, target = part_of(module), part_of(imported)
+            if source and target and source != target:
+                edges.add((source, target))
+    return edges
+
+
+def draw_layers(path: Path) -> None:
+    rank = {part: i for i, row in enumerate(LAYERS) for part in row}
+    centre: dict[str, tuple[float, float]] = {}
+    fig, ax = plt.subplots(figsize=(12, 8.5))
+    for i, row in enumerate(LAYERS):
+        y = len(LAYERS) - 1 - i
+        width = 11.0 / len(row)
+        for j, part in enumerate(row):
+            x = 0.5 + width * (j + 0.5)
+            centre[part] = (x, y)
+            box = FancyBboxPatch((x - width / 2 + 0.15, y - 0.3), width - 0.3, 0.6,
+                                 boxstyle="round,pad=0.02", fc="#e8f0fe", ec="#3b6fb6")  # fmt: skip
+            ax.add_patch(box)
+            ax.text(x, y + 0.08, part, ha="center", va="center", fontsize=10, weight="bold")
+            ax.text(x, y - 0.15, _ROLES[part], ha="center", va="center", fontsize=7.5)
+    for source, target in sorted(package_imports()):
+        (x0, y0), (x1, y1) = centre[source], centre[target]
+        up = rank[target] < rank[source]
+        ax.annotate("", xy=(x1, y1 + 0.3), xytext=(x0, y0 - 0.3),
+                    arrowprops=dict(arrowstyle="->", color="red" if up else "#9aa0a6", lw=1.6 if up else 0.7,
+                                    alpha=1.0 if up else 0.55))  # fmt: skip
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-0.6, len(LAYERS) - 0.4)
+    ax.axis("off")
+    ax.set_title("setr's layers and every import between them (read from the code): arrows point down", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "runs" / "train" / "final",
@@ -203,6 +276,8 @@ def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
     draw_decoders(IMG / "decoders.png")
     print(f"wrote {IMG / 'decoders.png'}")
+    draw_layers(IMG / "layers.png")
+    print(f"wrote {IMG / 'layers.png'}")
     if (args.model / "config.json").is_file():
         draw_predictions(args.model, IMG / "predictions.png")
         print(f"wrote {IMG / 'predictions.png'}")
