@@ -4,6 +4,7 @@ an error mid-write leaves the old file byte for byte and no staging."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -154,3 +155,46 @@ def test_an_error_mid_export_leaves_the_old_file_whole(tmp_path, monkeypatch):
         export_model(tiny(), path, "pt2", dynamic=False, force=True)
     assert path.read_bytes() == b"the old export"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt2"]
+
+
+def _modes_under(folder: Path) -> dict[str, int]:
+    """The permission bits of everything under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): mode(p) for p in sorted(folder.rglob("*"))}
+
+
+def test_setr_predict_writes_masks_and_folders_as_open_would(tmp_path, umask):
+    from PIL import Image
+
+    from setr.cli import main
+
+    umask(0o022)
+    tiny().save_pretrained(tmp_path / "model")
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / "photos" / "a.png")
+    assert main(["predict", str(tmp_path / "photos"), "--model", str(tmp_path / "model"), "--out",
+                 str(tmp_path / "seg"), "--save-probs", "--device", "cpu"]) == 0  # fmt: skip
+    modes = _modes_under(tmp_path / "seg")
+    files_written = [name for name in modes if (tmp_path / "seg" / name).is_file()]
+    assert len(files_written) >= 3, modes  # the mask, the overlay, the probabilities
+    for name, bits in modes.items():
+        assert bits == (0o755 if (tmp_path / "seg" / name).is_dir() else 0o644), (name, oct(bits))
+    assert mode(tmp_path / "seg") == 0o755 and stagings(tmp_path / "seg") == []
+
+
+@pytest.mark.slow
+def test_examples_train_writes_its_run_as_open_would(tmp_path):
+    """examples/train.py's checkpoint, log, metrics, weights and masks under umask 022."""
+    root = Path(__file__).resolve().parents[1]
+    tiny_model = dict(embed_dim=32, depth=2, num_heads=2, head_channels=16, decode_index=1, aux_indices=[0])
+    args = ["--model-kwargs", json.dumps(tiny_model), "--synthetic-train", "8", "--synthetic-val", "2",
+            "--scale", "48", "48", "--crop", "32", "--batch-size", "4", "--iters", "2", "--eval-interval", "2",
+            "--ckpt-interval", "2", "--num-predictions", "1", "--threads", "1", "--workers", "0"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "train.py"), *args, "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, cwd=root, preexec_fn=lambda: os.umask(0o022),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    modes = _modes_under(tmp_path / "run")
+    assert {"last.pt", "log.csv", "final/model.safetensors", "final/config.json"} <= set(modes), modes
+    for name, bits in modes.items():
+        assert bits == (0o755 if (tmp_path / "run" / name).is_dir() else 0o644), (name, oct(bits))
