@@ -24,6 +24,18 @@ TINY_TAPS = {
 HEADS = ("naive", "pup", "mla")
 
 
+SMALL = dict(img_size=32, embed_dim=32, num_heads=2)
+"""The smallest encoder the tests build (one 2x2 token grid at the training crop, 2 heads of 16)."""
+SMALL_HEADS = dict(head_channels=16, mla_channels=16, mla_head_channels=8)
+"""Narrow decoders, for tests that run many forwards (the official heads are 256 wide)."""
+
+
+def small(depth: int = 2, narrow_heads: bool = False, **extra) -> dict:
+    """The one family of tiny configurations: :data:`SMALL` at ``depth`` blocks, with
+    :data:`SMALL_HEADS` when ``narrow_heads``, and ``extra`` fields (taps, classes, ...)."""
+    return {**SMALL, "depth": depth, **(SMALL_HEADS if narrow_heads else {}), **extra}
+
+
 def tiny_kwargs(head: str, **extra) -> dict:
     """The golden tiny configuration of ``head``, with the official auxiliary heads."""
     aux = {"aux_indices": [0, 1, 2, 3]} if head == "mla" and "aux_indices" not in extra else {}

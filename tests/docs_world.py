@@ -56,7 +56,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .conftest import build_hub_cache, read_key_list
+from .conftest import build_hub_cache, read_key_list, small
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -64,7 +64,7 @@ FENCE = re.compile(
     r"^(?:<!-- docs: not run \((?P<skip>[^)]*)\) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```", re.S | re.M
 )
 RUN_LANGUAGES = ("python", "bash")
-TINY_WIDTHS = dict(embed_dim=32, num_heads=2, head_channels=16, mla_channels=16, mla_head_channels=8)
+TINY_WIDTHS = {k: v for k, v in small(narrow_heads=True).items() if k not in ("img_size", "depth")}
 NOT_RUN_COMMANDS = "no setr command in it: pip / python examples/... / torchrun lines are not run here"
 
 

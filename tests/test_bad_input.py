@@ -29,9 +29,11 @@ from setr.data.io import ImageReadError, read_image
 from setr.files import OutputExistsError, atomic_write
 from setr.inference import Predictor, to_rgb_tensor
 
+from .conftest import small
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "examples" / "train.py"
-TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1, aux_indices=[0])
+TINY = small(depth=2, decode_index=1, aux_indices=[0])
 TINY_OVERRIDES = [arg for k, v in TINY.items() for arg in ("--override", f"{k}={json.dumps(v)}")]
 MODEL = "setr_pup_vitl_cityscapes"
 

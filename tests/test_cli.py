@@ -19,9 +19,10 @@ from setr.data.datasets import Cityscapes, FolderDataset
 from setr.inference import Predictor, eval_report, eval_table
 from setr.metrics import ConfusionMatrix
 
+from .conftest import small
 from .test_datasets import cityscapes_tree, write_image, write_mask
 
-TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1, aux_indices=[])
+TINY = small(depth=2, decode_index=1, aux_indices=[])
 MODEL = "setr_pup_vitl_cityscapes"
 
 

@@ -20,7 +20,9 @@ from setr.export import ExportedShapeError, MissingExtraError, export_model, loa
 from setr.files import OutputExistsError
 from setr.inference import Predictor
 
-TINY = dict(embed_dim=32, depth=4, num_heads=2, img_size=32, num_classes=5)
+from .conftest import small
+
+TINY = small(depth=4, num_classes=5)
 TAPS = {"naive": dict(decode_index=3), "pup": dict(decode_index=3), "mla": dict(mla_indices=[0, 1, 2, 3])}
 SIZES = [(2, 50, 70), (1, 33, 47), (1, 128, 160)]  # none is the export size (2, 64, 96); one not a multiple of 16
 

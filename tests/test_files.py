@@ -20,12 +20,14 @@ from setr.export import export_model
 from setr.files import atomic_staging, atomic_target, atomic_write
 from setr.models import hub_mixin
 
+from .conftest import small
+
 SAVED = {"config.json", "model.safetensors", "README.md"}
 
 
 def tiny(seed: int = 0) -> setr.SETR:
     torch.manual_seed(seed)
-    return setr.create_model("setr_naive_vitl", embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1).eval()
+    return setr.create_model("setr_naive_vitl", **small(depth=2, decode_index=1)).eval()
 
 
 def mode(path: Path) -> int:

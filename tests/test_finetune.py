@@ -24,8 +24,10 @@ import setr
 from setr.data.synthetic import SyntheticShapes
 from setr.training import param_groups
 
+from .conftest import small
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(embed_dim=32, depth=4, num_heads=2, img_size=32, head_channels=16, mla_channels=16, mla_head_channels=8)
+TINY = small(depth=4, narrow_heads=True)
 TAPS = {"naive": dict(decode_index=3), "pup": dict(decode_index=3), "mla": dict(mla_indices=[0, 1, 2, 3])}
 
 

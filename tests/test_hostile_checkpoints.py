@@ -20,10 +20,11 @@ import setr
 from setr.convert import ConversionError, read_checkpoint
 from setr.training import load_training_checkpoint
 
+from .conftest import small
 from .hostile_corpus import MARKER_NAME, build_corpus
 
 HERE = Path(__file__).resolve().parent
-TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, decode_index=1, aux_indices=[0])
+TINY = small(depth=2, decode_index=1, aux_indices=[0])
 
 
 @pytest.fixture(scope="module")

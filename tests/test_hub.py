@@ -19,9 +19,9 @@ import setr
 from setr.convert import ConversionError
 from setr.zoo import HUB_REVISION, convert_checkpoint, hub_repo_id
 
-from .conftest import build_hub_cache, golden_state_dict, load_golden, tiny_kwargs
+from .conftest import build_hub_cache, golden_state_dict, load_golden, small, tiny_kwargs
 
-TINY_PUP = dict(embed_dim=32, depth=2, num_heads=2, decode_index=1, aux_indices=[0])
+TINY_PUP = {k: v for k, v in small(depth=2, decode_index=1, aux_indices=[0]).items() if k != "img_size"}
 ZOO = "setr_pup_vitl_ade20k"
 TAG = "official_160k"
 

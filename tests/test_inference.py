@@ -26,10 +26,10 @@ from setr.inference import (
     window_boxes,
 )
 
-from .conftest import HEADS
+from .conftest import HEADS, small
 from .test_golden import golden_model
 
-TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32)
+TINY = small(depth=2)
 TAPS = {"naive": dict(decode_index=1, aux_indices=[]), "pup": dict(decode_index=1, aux_indices=[]),
         "mla": dict(mla_indices=[0, 0, 1, 1], aux_indices=[])}  # fmt: skip
 

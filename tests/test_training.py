@@ -35,9 +35,11 @@ from setr.training import (
     save_training_checkpoint,
 )
 
+from .conftest import small
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "examples" / "train.py"
-TINY_MODEL = dict(embed_dim=32, depth=2, num_heads=2, head_channels=16, mla_channels=16, mla_head_channels=8)
+TINY_MODEL = {k: v for k, v in small(depth=2, narrow_heads=True).items() if k != "img_size"}
 # A few-second run of examples/train.py: tiny PUP (decode at block 1, aux at blocks 0 and 1), 48 px scenes.
 TINY_RUN = [
     "--model-kwargs", json.dumps(dict(TINY_MODEL, decode_index=1, aux_indices=[0, 1], drop_path_rate=0.2)),
