@@ -49,18 +49,21 @@ class UpHead(nn.Module):
     stage ``conv(k x k) -> BN -> ReLU`` followed by a bilinear upsampling by that stage's factor,
     then a 1x1 classifier and a final bilinear resize to the output size (``align_corners=False``
     throughout). :class:`NaiveHead`, :class:`PUPHead` and :class:`PUPAuxHead` are this head with
-    their official stages as defaults (another release, e.g. mmsegmentation's, passes its own).
+    their official stages (``STAGES``) as defaults; another release (mmsegmentation's) passes its own.
 
     ``(B, h*w, D) -> (B, num_classes, *out_size)``.
     """
+
+    STAGES = DECODE_STAGES["naive"]
+    """The stages used when ``kernel_size`` / ``up_scales`` are not given."""
 
     def __init__(
         self,
         embed_dim: int,
         num_classes: int,
         channels: int = 256,
-        kernel_size: int = 1,
-        up_scales: Sequence[int] = (1,),
+        kernel_size: int | None = None,
+        up_scales: Sequence[int] | None = None,
         conv_bias: bool = True,
     ) -> None:
         """
@@ -68,11 +71,14 @@ class UpHead(nn.Module):
             embed_dim: token width D of the encoder.
             num_classes: output classes.
             channels: width of the conv stages (256 in every SETR head).
-            kernel_size: kernel of the conv stages.
-            up_scales: upsampling factor after each conv stage (1 = none); the number of stages.
+            kernel_size: kernel of the conv stages (default: the class's ``STAGES``).
+            up_scales: upsampling factor after each conv stage (1 = none); the number of stages
+                (default: the class's ``STAGES``).
             conv_bias: bias in the stage convolutions (the official heads have one before BN).
         """
         super().__init__()
+        kernel_size = self.STAGES.kernel_size if kernel_size is None else kernel_size
+        up_scales = self.STAGES.up_scales if up_scales is None else up_scales
         if not up_scales:
             raise ValueError("an UpHead needs at least one conv stage (up_scales is empty)")
         self.up_scales = tuple(int(s) for s in up_scales)
@@ -107,16 +113,7 @@ class NaiveHead(UpHead):
     ``(B, h*w, D) -> (B, num_classes, *out_size)``.
     """
 
-    def __init__(
-        self,
-        embed_dim: int,
-        num_classes: int,
-        channels: int = 256,
-        kernel_size: int = DECODE_STAGES["naive"].kernel_size,
-        up_scales: Sequence[int] = DECODE_STAGES["naive"].up_scales,
-        conv_bias: bool = True,
-    ) -> None:
-        super().__init__(embed_dim, num_classes, channels, kernel_size, up_scales, conv_bias)
+    STAGES = DECODE_STAGES["naive"]
 
 
 class PUPHead(UpHead):
@@ -126,16 +123,7 @@ class PUPHead(UpHead):
     ``(B, h*w, D) -> (B, num_classes, *out_size)``.
     """
 
-    def __init__(
-        self,
-        embed_dim: int,
-        num_classes: int,
-        channels: int = 256,
-        kernel_size: int = DECODE_STAGES["pup"].kernel_size,
-        up_scales: Sequence[int] = DECODE_STAGES["pup"].up_scales,
-        conv_bias: bool = True,
-    ) -> None:
-        super().__init__(embed_dim, num_classes, channels, kernel_size, up_scales, conv_bias)
+    STAGES = DECODE_STAGES["pup"]
 
 
 class PUPAuxHead(UpHead):
@@ -144,16 +132,7 @@ class PUPAuxHead(UpHead):
     ``(B, h*w, D) -> (B, num_classes, *out_size)``.
     """
 
-    def __init__(
-        self,
-        embed_dim: int,
-        num_classes: int,
-        channels: int = 256,
-        kernel_size: int = AUX_STAGES["pup"].kernel_size,
-        up_scales: Sequence[int] = AUX_STAGES["pup"].up_scales,
-        conv_bias: bool = True,
-    ) -> None:
-        super().__init__(embed_dim, num_classes, channels, kernel_size, up_scales, conv_bias)
+    STAGES = AUX_STAGES["pup"]
 
 
 class MLANeck(nn.Module):
