@@ -413,8 +413,10 @@ def test_killing_convert_mid_write_leaves_the_old_folder_intact(tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert torch.equal(load_file(out / "model.safetensors")["decode_head.classifier.weight"],
                        model.decode_head.classifier.weight)  # fmt: skip
-    # and the interrupted command can simply be run again
+    # and the interrupted command can simply be run again, which clears the killed run's staging
+    assert any(p.name.startswith(".setr-save-") for p in out.iterdir()), "the kill left its staging"
     setr.zoo.convert_checkpoint(MODEL, checkpoint, out, force=True, **sizes)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "no staging is left behind"
 
 
 def test_save_pretrained_into_a_file_path_is_refused(tmp_path):
