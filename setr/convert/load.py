@@ -12,13 +12,13 @@ import torch
 from timm.models import adapt_input_conv
 
 from ..dtypes import cast_floating
-from ._common import ConversionError, check_against_model
+from ._common import ConversionError, _listing, _modules
 from .io import read_checkpoint
 from .mmseg import convert_mmseg
 from .official import convert_official
 from .paddle import convert_paddlevit
 
-__all__ = ["FORMATS", "convert_state_dict", "detect_format", "load_checkpoint"]
+__all__ = ["FORMATS", "check_against_model", "convert_state_dict", "detect_format", "load_checkpoint"]
 
 _Converter = Callable[[Mapping[str, torch.Tensor], Mapping[str, Any]], dict[str, torch.Tensor]]
 _CONVERTERS: dict[str, _Converter] = {
@@ -40,6 +40,61 @@ _SIGNATURES = (
     ("mmseg", "backbone.layers."),
     ("timm", "blocks."),
 )
+
+
+def _describe(model: torch.nn.Module) -> str:
+    config = getattr(model, "config", None)
+    if hasattr(config, "head") and hasattr(config, "num_classes"):  # a SETRConfig (convert sits below models)
+        return f"{type(model).__name__}(head={config.head!r}, num_classes={config.num_classes})"
+    return type(model).__name__
+
+
+def _class_counts(
+    converted: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> tuple[int, int] | None:
+    """``(checkpoint classes, model classes)`` when the only mismatches are classifier rows."""
+    mismatched = [k for k in set(expected) & set(converted) if converted[k].shape != expected[k].shape]
+    if not mismatched or set(expected) != set(converted):
+        return None
+    if not all(".classifier." in k and converted[k].shape[1:] == expected[k].shape[1:] for k in mismatched):
+        return None
+    key = mismatched[0]
+    return converted[key].shape[0], expected[key].shape[0]
+
+
+def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
+    """Fail unless ``converted`` has exactly the model's keys, with the model's shapes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    mis_shaped = sorted(
+        f"{k} (checkpoint {list(converted[k].shape)} vs model {list(expected[k].shape)})"
+        for k in set(expected) & set(converted)
+        if converted[k].shape != expected[k].shape
+    )
+    classes = _class_counts(converted, expected)
+    if classes is not None:
+        error = ConversionError(
+            f"{what} has {classes[0]} classes but the model {_describe(model)} has {classes[1]} "
+            f"(shape mismatch: {_listing(mis_shaped, 2)}). Build the model for the checkpoint's "
+            f"{classes[0]} classes (the zoo name of its dataset, or num_classes={classes[0]}); to fine-tune "
+            "on other classes, load first and then call model.reset_classifier(num_classes)."
+        )
+        error.checkpoint_classes = classes[0]  # lets callers rebuild for the checkpoint's classes
+        raise error
+    problems = []
+    if missing:
+        problems.append(f"missing from the checkpoint: {_listing(_modules(missing))}")
+    if unexpected:
+        problems.append(f"not in the model: {_listing(_modules(unexpected))}")
+    if mis_shaped:
+        problems.append(f"shape mismatch: {_listing(mis_shaped, 6)}")
+    if problems:
+        raise ConversionError(
+            f"{what} does not fit {_describe(model)}: "
+            + "; ".join(problems)
+            + ". Check that the model name (head, dataset/classes, backbone size) matches the checkpoint."
+        )
 
 
 def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:

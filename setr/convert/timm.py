@@ -18,8 +18,9 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from ._common import DROP, ConversionError, Rule, apply_rules, check_against_model
+from ._common import DROP, ConversionError, Rule, apply_rules
 from .io import read_checkpoint
+from .load import check_against_model
 
 __all__ = ["EncoderLoadReport", "convert_timm_encoder", "load_timm_encoder", "resample_patch_pos_embed"]
 

@@ -170,9 +170,7 @@ class SETRHubMixin(
                 )  # fmt: skip
             )
         if not strict:
-            raise ValueError(
-                "strict=False: setr loads every tensor or refuses; a weights file that does not fit is an error"
-            )
+            raise ValueError("strict loading cannot be turned off: setr loads every tensor or refuses the file")
         aux_heads = model_kwargs.pop("aux_heads", False)
         if not isinstance(aux_heads, bool):
             raise TypeError(f"aux_heads={aux_heads!r}: expected True or False")

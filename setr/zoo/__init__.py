@@ -3,9 +3,8 @@
 from .convert import convert_checkpoint
 from .create import create_model
 from .hub import PretrainedWeightsUnavailable, from_pretrained, load_release_weights
-from .info import model_info
 from .listing import zoo_markdown, zoo_rows
-from .registry import is_model, list_models, register_model
+from .registry import is_model, list_models, model_info, register_model
 from .table import BACKBONES, HUB_ORGANISATION, HUB_REVISION, ZOO, Backbone, ZooEntry, hub_repo_id
 
 __all__ = [

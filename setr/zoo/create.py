@@ -16,8 +16,7 @@ from ..dtypes import as_dtype
 from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
 from ..models.loading import CONFIG_FILE, apply_loading_rules, build_and_load, weights_file
 from .hub import download_release
-from .info import describe
-from .registry import is_model, lookup, split_model_name, user_entrypoint
+from .registry import describe, is_model, lookup, split_model_name, user_entrypoint
 
 __all__ = ["create_model"]
 
@@ -73,7 +72,7 @@ def create_model(
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices applies to features_only=True; pass both, or neither")
-    dtype = as_dtype(dtype)
+    dtype = as_dtype(dtype) if dtype is not None else None
     device = resolve_device(device) if device is not None else None
     model = _create_segmentor(name, pretrained, checkpoint_path, aux_heads, overrides, dtype)
     if dtype is not None or device is not None:
