@@ -33,7 +33,7 @@ from _worker import MatmulProbe, median_latency_and_fraction, probed_runs
 from PIL import Image
 
 import setr
-from setr.fast.cpu import cpu_features
+from setr.dtypes import cpu_features
 
 PRECISIONS = ("fp32", "bf16", "int8")
 DATASETS = {768: "cityscapes", 512: "ade20k", 480: "pcontext"}
