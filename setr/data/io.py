@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "image_to_rgb", "read_image", "read_mask"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "image_to_rgb", "pil_pixel_limit", "read_image", "read_mask"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 """File endings treated as images when a folder is scanned."""
@@ -19,14 +20,41 @@ class ImageReadError(ValueError):
     """An image or mask file that is missing, unreadable or not in the expected form."""
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
+# PIL's own check reads the global Image.MAX_IMAGE_PIXELS; it is lifted while a header is read (our
+# check on max_pixels replaces it), under a lock so that concurrent readers restore it in order.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def pil_pixel_limit() -> int | None:
+    """The largest image PIL opens: twice ``PIL.Image.MAX_IMAGE_PIXELS`` (``None``: no limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def _open(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open and decode ``path`` of at most ``max_pixels`` pixels (``None``: :func:`pil_pixel_limit`)."""
     path = Path(path)
     if path.is_dir():
         raise ImageReadError(f"{path}: a folder, not an image file (give the image files, or use setr predict FOLDER)")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    if max_pixels is None:
+        max_pixels = pil_pixel_limit()
     try:
-        image = Image.open(path)
+        with _PIL_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)  # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            image.close()
+            raise ImageReadError(
+                f"{path}: {width}x{height} = {width * height} pixels is more than max_pixels={max_pixels} "
+                f"(a guard against decompression bombs); allow it with --max-pixels {width * height} "
+                f"(read_image(path, max_pixels={width * height}))"
+            )
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(f"{path}: cannot read as an image ({error.__class__.__name__}: {error})") from None
@@ -45,7 +73,8 @@ def image_to_rgb(image: Image.Image, source: object = "image") -> np.ndarray:
     Raises:
         ImageReadError: 32-bit integer or floating-point images, whose scale is unknown.
     """
-    image = ImageOps.exif_transpose(image)
+    if _needs_transpose(image):
+        image = ImageOps.exif_transpose(image)
     if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
         grey = np.array(image).astype(np.uint32)
         if grey.size and int(grey.max()) > 0xFFFF:
@@ -56,19 +85,33 @@ def image_to_rgb(image: Image.Image, source: object = "image") -> np.ndarray:
             f"{source}: a {'32-bit integer' if image.mode == 'I' else 'floating-point'} image has no fixed 0-255 "
             "scale; convert it to 8-bit RGB (or pass an array on the 0-255 scale)"
         )
-    return np.array(image.convert("RGB"), dtype=np.uint8)
+    # an RGB image is copied out of PIL once (convert() to its own mode would make a second copy)
+    return np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
+def _needs_transpose(image: Image.Image) -> bool:
+    """Whether the EXIF orientation asks for a transpose (``exif_transpose`` copies the image even when not)."""
+    return image.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
     """Read an image file as RGB (see :func:`image_to_rgb` for the conversions).
+
+    Args:
+        path: the image file.
+        max_pixels: refuse images of more pixels than this (a decompression bomb is a small file
+            that decodes to a huge image). Default: PIL's limit, :func:`pil_pixel_limit` (about 179
+            million pixels; none when ``PIL.Image.MAX_IMAGE_PIXELS`` is ``None``).
 
     Returns:
         ``(3, H, W)`` uint8 tensor, RGB, 0-255.
 
     Raises:
-        ImageReadError: the file is missing, is not an image PIL can decode, or has no 0-255 scale.
+        ImageReadError: the file is missing, is not an image PIL can decode, has more than
+            ``max_pixels`` pixels, or has no 0-255 scale.
     """
-    rgb = image_to_rgb(_open(path), path)
+    with _open(path, max_pixels) as image:
+        rgb = image_to_rgb(image, path)
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 

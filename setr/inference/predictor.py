@@ -193,12 +193,25 @@ class Predictor:
 
     def network(self, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode:
-        ``(B, C, H, W)``. The images are cast to the network's dtype; window logits merge in fp32."""
+        ``(B, C, H, W)``. The images are cast to the network's dtype; window logits merge in fp32.
+
+        Raises:
+            ValueError: a logit is NaN or infinite (a mask from them would be meaningless).
+        """
         images = images.to(self.input_dtype)
         if self.protocol.mode == "whole":
-            return whole_inference(self.network_model, images, self.batch_size).float()
-        crop, stride = self.protocol.crop, self.protocol.stride
-        return slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
+            logits = whole_inference(self.network_model, images, self.batch_size).float()
+        else:
+            crop, stride = self.protocol.crop, self.protocol.stride
+            logits = slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
+        finite = torch.isfinite(logits)
+        if not bool(finite.all()):
+            bad = finite.numel() - int(finite.sum())
+            raise ValueError(
+                f"the network gave {bad} NaN or infinite logits of {finite.numel()} on a {images.shape[-2]}x"
+                f"{images.shape[-1]} input: its weights hold NaN/Inf, or the precision overflowed (try fp32)"
+            )
+        return logits
 
     def _view_logits(self, views: torch.Tensor) -> torch.Tensor:
         """Float32 logits of 0-255 ``views`` at their own size (the network's input size)."""

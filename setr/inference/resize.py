@@ -25,10 +25,12 @@ def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[i
     """Keep-ratio size that fits ``scale``: long side <= ``max(scale)``, short side <= ``min(scale)``.
 
     Returns:
-        ``(new_height, new_width)``; one of the two bounds is met exactly (up to rounding).
+        ``(new_height, new_width)``; one of the two bounds is met exactly (up to rounding). A side
+        is never rounded down to 0: a strip such as 1x5000 keeps one row (the official rule gives
+        it 0 rows, which OpenCV's resize refuses).
     """
     factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    return max(int(height * factor + 0.5), 1), max(int(width * factor + 0.5), 1)
 
 
 def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
