@@ -15,34 +15,46 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import setr
+from setr.cli.common import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from setr.data.datasets import FolderDataset
 from setr.data.transforms import train_transform
+from setr.devices import resolve_device
 from setr.training import AugmentedDataset, param_groups
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder dataset root (images/train, masks/train, classes.txt)")
     parser.add_argument("--model", default="setr_pup_vitl_ade20k", help="zoo name or a model folder")
     parser.add_argument("--pretrained", action="store_true", help="start from the zoo name's released weights")
     parser.add_argument("--model-kwargs", type=json.loads, default={}, help="SETR overrides as JSON (tiny tests)")
     parser.add_argument("--out", default="runs/finetune", help="save_pretrained folder written at the end")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimiser step")
-    parser.add_argument("--frozen-iters", type=int, default=200, help="optimiser steps with the encoder frozen")
-    parser.add_argument("--iters", type=int, default=2000, help="optimiser steps in all")
-    parser.add_argument("--lr", type=float, default=1e-4, help="base lr (heads train at 10x)")
-    parser.add_argument("--layer-decay", type=float, default=0.75, help="lr decay per encoder block from the top")
-    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--accum-steps", type=positive_int, default=1, help="micro-batches per optimiser step")
+    parser.add_argument("--frozen-iters", type=non_negative_int, default=200, help="steps with the encoder frozen")
+    parser.add_argument("--iters", type=positive_int, default=2000, help="optimiser steps in all")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="base lr (heads train at 10x)")
+    parser.add_argument("--layer-decay", type=fraction, default=0.75, help="lr decay per encoder block from the top")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, or CPUs with native bf16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if (Path(args.out) / "config.json").exists() and not args.overwrite:  # the source model folder, or another
+        parser.error(
+            f"--out {args.out} holds a model (config.json): pass --overwrite to replace it, or choose another --out"
+        )
+    try:
+        resolve_device(args.device, flag="--device")
+    except ValueError as error:
+        parser.error(str(error))
 
     classes = FolderDataset(args.data, split="train").class_names
     model = setr.create_model(args.model, pretrained=args.pretrained, num_classes=len(classes), **args.model_kwargs)

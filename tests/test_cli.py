@@ -167,7 +167,7 @@ def test_pcontext59_scores_a_60_class_model_without_background(tmp_path, capsys)
         (["predict", "--model", MODEL, "{tmp}/none.jpg", "--out", "{tmp}/o"], "no images to segment"),
         (["predict", "--model", MODEL, "{tmp}/x.png", "--out", "{tmp}/o", "--device", "banana"], "--device banana"),
         (["predict", "--model", MODEL, "--checkpoint", "{tmp}/w.pth", "{tmp}", "--out", "o"], "w.pth: checkpoint"),
-        (["eval", "--model", MODEL, "--dataset", "folder", "--root", "{tmp}", "--crop", "0"], "missing class list"),
+        (["eval", "--model", MODEL, "--dataset", "folder", "--root", "{tmp}", "--stride", "99"], "missing class list"),
     ],
 )
 def test_bad_input_gets_a_one_line_error(tmp_path, capsys, argv, message):

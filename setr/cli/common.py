@@ -4,9 +4,12 @@ loading, the progress bar and one-line errors (:class:`CliError`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,14 +19,16 @@ from tqdm import tqdm
 import setr
 
 from ..convert import ConversionError
+from ..data.meta import EvalProtocol
 from ..devices import resolve_device
 from ..export import ExportedNetwork, MissingExtraError, load_exported
 from ..fast import PRECISIONS, resolve_precision, to_precision
 from ..inference import Predictor
 
 __all__ = [
-    "CliError", "add_model_args", "add_override", "add_protocol_args", "build_predictor", "choose_device",
-    "choose_precision", "key_value", "load_model", "one_line", "progress", "report",
+    "CliError", "add_model_args", "add_override", "add_protocol_args", "build_predictor", "check_batch_size",
+    "choose_device", "choose_precision", "fraction", "key_value", "load_model", "new_folder", "non_negative_float",
+    "non_negative_int", "one_line", "positive_float", "positive_int", "progress", "protocol_field", "report",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -42,6 +47,92 @@ def key_value(text: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, inf
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``type=`` of a count that must be at least 1 (``--limit``, ``--iters``, ``--accum-steps``)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """``type=`` of a count that may be 0 (``--workers``)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` of a number that must be above 0 (``--lr``)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """``type=`` of a number that may be 0 (``--weight-decay``)."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """``type=`` of a number in [0, 1] (``--alpha``)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
+_PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol))
+
+
+def protocol_field(text: str) -> tuple[str, Any]:
+    """``--protocol KEY=VALUE``: a known :class:`setr.EvalProtocol` field with a value it can take,
+    checked before any model loads (sizes positive, ``test_scale`` two of them, ratios positive)."""
+    key, value = key_value(text)
+    if key not in _PROTOCOL_FIELDS:
+        raise argparse.ArgumentTypeError(f"unknown protocol fields [{key!r}]; known: {', '.join(_PROTOCOL_FIELDS)}")
+
+    def size(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    def ratio(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
+
+    valid = {
+        "mode": lambda v: v in ("whole", "slide"),
+        "crop": size,
+        "stride": size,
+        "short_side": lambda v: v is None or size(v),
+        "test_scale": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(size, v))),
+        "ms_ratios": lambda v: isinstance(v, list) and len(v) > 0 and all(map(ratio, v)),
+    }
+    expected = {
+        "mode": "whole or slide", "crop": "a positive integer", "stride": "a positive integer",
+        "short_side": "a positive integer or null", "test_scale": "[long, short] positive integers or null",
+        "ms_ratios": "a list of positive numbers, e.g. [0.5,1.0,1.5]",
+    }  # fmt: skip
+    if key in valid and not valid[key](value):
+        raise argparse.ArgumentTypeError(f"{key} must be {expected[key]}, got {text.partition('=')[2]!r}")
+    return key, value
 
 
 def add_override(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -87,12 +178,12 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> None:
     """The ``test protocol`` group: overrides of the zoo entry's official protocol."""
     group = parser.add_argument_group("test protocol (default: the zoo entry's official protocol)")
     group.add_argument("--mode", choices=("whole", "slide"), help="run the network on whole images or sliding windows")
-    group.add_argument("--crop", type=int, help="sliding-window side")
-    group.add_argument("--stride", type=int, help="sliding-window stride")
+    group.add_argument("--crop", type=positive_int, help="sliding-window side")
+    group.add_argument("--stride", type=positive_int, help="sliding-window stride")
     group.add_argument("--ms-flip", action="store_true", help="multi-scale + flip testing (the official ratios)")
     group.add_argument("--no-flip", action="store_true", help="with --ms-flip: scales only, no flips")
     group.add_argument(
-        "--protocol", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+        "--protocol", action="append", type=protocol_field, default=[], metavar="KEY=VALUE",
         help="other protocol fields (JSON value), e.g. test_scale=null, short_side=520, ms_ratios=[1.0,1.5]",
     )  # fmt: skip
 
@@ -103,6 +194,29 @@ def choose_device(name: str | None) -> torch.device:
         return resolve_device(name, flag="--device")
     except ValueError as error:
         raise CliError(str(error)) from None
+
+
+def check_batch_size(args: argparse.Namespace) -> None:
+    """``--batch-size`` at least 1, before the model loads."""
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size {args.batch_size}: batch_size must be >= 1")
+
+
+@contextlib.contextmanager
+def new_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Around a command that writes into ``folder``: the folders of its path that did not exist
+    before are removed again at the end when they are empty (a refusal, a run that wrote nothing),
+    so that nothing is left that was not there before."""
+    folder = Path(folder).absolute()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        yield folder
+    finally:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:  # not empty (the run wrote something), or gone
+                break
 
 
 def choose_precision(args: argparse.Namespace, device: torch.device) -> str:

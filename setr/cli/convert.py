@@ -8,7 +8,7 @@ from pathlib import Path
 from ..convert import ConversionError
 from ..files import OutputExistsError
 from ..zoo import convert_checkpoint
-from .common import CliError, add_override, one_line
+from .common import CliError, add_override, new_folder, one_line
 
 __all__ = ["add_parser", "run"]
 
@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists():
         raise CliError(f"{args.checkpoint}: checkpoint not found")
     try:
-        model = convert_checkpoint(
-            args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, force=args.force,
-            **dict(args.override),
-        )  # fmt: skip
+        with new_folder(args.out):  # a refusal leaves no --out folder behind
+            model = convert_checkpoint(
+                args.model, args.checkpoint, args.out, push_to_hub=args.push_to_hub, force=args.force,
+                **dict(args.override),
+            )  # fmt: skip
     except OutputExistsError as error:
         raise CliError(f"--out {args.out}: {one_line(error)}") from None
     except KeyError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,9 +17,13 @@ from .common import (
     add_model_args,
     add_protocol_args,
     build_predictor,
+    check_batch_size,
     choose_precision,
     load_model,
+    new_folder,
+    non_negative_int,
     one_line,
+    positive_int,
     report,
 )
 
@@ -38,8 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--split", default=None, help="default: val (folder: images/ and masks/ themselves)")
     parser.add_argument("--classes", help="folder dataset: class list file (default ROOT/classes.txt)")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
-    parser.add_argument("--workers", type=int, default=2, help="image-reading worker processes")
+    parser.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="image-reading worker processes (0: none)")
     parser.add_argument("--json", dest="json_path", help="result file (default: ./setr_eval_<model>_<dataset>.json)")
     parser.add_argument("--force", action="store_true", help="replace the result file if it exists")
     add_model_args(parser)
@@ -76,11 +81,20 @@ def _dataset(args: argparse.Namespace, model_classes: int | None = None) -> Segm
 def _evaluate_in_group(args: argparse.Namespace, ctx: DistributedContext) -> int:
     dataset = _dataset(args)  # layout and output errors before the (slow) model load
     json_path = Path(args.json_path or default_report_path(args.model, args.dataset))
-    try:
-        check_output_dir(json_path.parent, "--json")
-        check_new_files([json_path], args.force)
-    except OSError as error:
-        raise CliError(one_line(error)) from None
+    if json_path.is_dir():
+        raise CliError(f"--json {json_path} is a folder: give the result file's name, e.g. {json_path / 'eval.json'}")
+    check_batch_size(args)
+    # the result's folder is made here and removed again if the run ends without writing the result
+    with new_folder(json_path.parent) if ctx.rank == 0 else contextlib.nullcontext():  # rank 0 writes it
+        try:
+            check_output_dir(json_path.parent, "--json")
+            check_new_files([json_path], args.force)
+        except OSError as error:
+            raise CliError(one_line(error)) from None
+        return _evaluate(args, ctx, dataset, json_path)
+
+
+def _evaluate(args: argparse.Namespace, ctx: DistributedContext, dataset: SegmentationDataset, json_path: Path) -> int:
     precision = choose_precision(args, ctx.device)
     model = load_model(args, precision)
     exclude: list[int] = []

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..export import EXPORT_FORMATS, EXPORT_PRECISIONS, MissingExtraError, check_export_precision, export_model
 from ..export.requirements import require
 from ..files import check_new_files, check_output_dir
-from .common import CliError, add_override, load_model, one_line
+from ..models import SETR
+from .common import CliError, add_override, load_model, new_folder, one_line, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -27,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output file (.onnx or .pt2)")
     parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (any image size)")
     parser.add_argument("--size", type=_size, help="HxW of the example input and of a static graph (default: the crop)")
-    parser.add_argument("--batch", type=int, default=1, help="batch of a static graph (dynamic: any batch)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch of a static graph (dynamic: any batch)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument(
         "--precision", choices=list(EXPORT_PRECISIONS), default="fp32",
@@ -47,8 +48,20 @@ def run(args: argparse.Namespace) -> int:
     expected = ".onnx" if args.format == "onnx" else ".pt2"
     if out.suffix != expected:
         raise CliError(f"--out {out}: --format {args.format} writes a {expected} file")
-    if args.batch < 1:
-        raise CliError(f"--batch {args.batch}: give a positive batch")
+    with new_folder(out.parent):  # the folder this run makes is removed again if nothing is exported
+        model = _export(args, out)
+    shape = (
+        "dynamic batch, height and width"
+        if args.dynamic
+        else "static "
+        + "x".join(map(str, (args.batch, model.config.in_chans, *(args.size or (model.config.img_size,) * 2))))
+    )
+    print(f"exported {args.model} ({shape}, {args.precision}) -> {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace, out: Path) -> SETR:
+    """Check the output and the options, load the model and export it; the model."""
     try:  # before the (slow) model load
         check_export_precision(args.precision, args.format)
         check_output_dir(out.parent if str(out.parent) else ".", "--out folder")
@@ -70,14 +83,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except (ValueError, OSError) as error:
         raise CliError(f"export: {one_line(error)}") from None
-    shape = (
-        "dynamic batch, height and width"
-        if args.dynamic
-        else "static "
-        + "x".join(map(str, (args.batch, model.config.in_chans, *(args.size or (model.config.img_size,) * 2))))
-    )
-    print(f"exported {args.model} ({shape}, {args.precision}) -> {out}")
-    return 0
+    return model
 
 
 def _size(text: str) -> tuple[int, int]:

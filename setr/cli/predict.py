@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.io import ImageReadError, read_image
+from ..export import ExportedShapeError
 from ..files import atomic_write, check_new_files, check_output_dir
 from ..inference import collect_images, mask_to_image, overlay, palette_for
+from ..lock import folder_lock
 from .common import (
     CliError,
     add_model_args,
     add_protocol_args,
     build_predictor,
+    check_batch_size,
     choose_device,
     choose_precision,
+    fraction,
     load_model,
+    new_folder,
     one_line,
     progress,
     report,
@@ -31,14 +38,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict", help="segment images: palette PNG masks and colour overlays",
         description="Segment image files and folders (searched recursively). For each image X the output "
-        "folder gets X.png (class indices, palette PNG) and X_overlay.jpg (colours over the image).",
+        "folder gets X.png (class indices, palette PNG) and X_overlay.jpg (colours over the image). One run at a "
+        "time writes to a folder (a lock file, .setr.lock, holds it while the run goes).",
     )  # fmt: skip
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours")
+    parser.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity of the class colours (0 to 1)")
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
-    parser.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
+    existing.add_argument(
+        "--skip-existing", action="store_true",
+        help="skip the images whose outputs are all in --out already (continue an interrupted run); "
+        "an image with only some of them is segmented again",
+    )  # fmt: skip
     add_model_args(parser, exported=True)
     add_protocol_args(parser)
     parser.set_defaults(func=run)
@@ -51,25 +65,49 @@ def run(args: argparse.Namespace) -> int:
         report(f"skipped {message}")
     if not images:
         raise CliError("no images to segment in " + " ".join(args.inputs))
-    try:  # before the (slow) model load
-        check_output_dir(args.out)
-        check_new_files((f for _, stem in images for f in _outputs(args, stem).values()), args.force)
-    except OSError as error:
-        raise CliError(one_line(error)) from None
+    check_batch_size(args)
     device = choose_device(args.device)
     precision = choose_precision(args, device)
-    model = load_model(args, precision)
-    predictor = build_predictor(args, model, device, precision)
-    palette = palette_for(model.num_classes, model.info.palette)
-    failed = len(missing)
+    # --out is made here, held by this run's lock, and removed again if the run ends with nothing in it
+    with new_folder(args.out), contextlib.ExitStack() as held:
+        try:  # before the (slow) model load
+            check_output_dir(args.out)
+            held.enter_context(folder_lock(args.out))
+            todo = [(path, stem) for path, stem in images if not (args.skip_existing and _finished(args, stem))]
+            if not args.skip_existing:
+                check_new_files((f for _, stem in todo for f in _outputs(args, stem).values()), args.force)
+        except OSError as error:
+            raise CliError(one_line(error)) from None
+        skipped = len(images) - len(todo)
+        return _segment(args, todo, device, precision, failed=len(missing), skipped=skipped)
+
+
+def _segment(
+    args: argparse.Namespace,
+    images: list[tuple[Path, Path]],
+    device: torch.device,
+    precision: str,
+    failed: int,
+    skipped: int,
+) -> int:
+    """Segment ``images`` into ``args.out`` and print the summary line; the exit status."""
+    done = 0
+    if images:
+        model = load_model(args, precision)
+        predictor = build_predictor(args, model, device, precision)
+        palette = palette_for(model.num_classes, model.info.palette)
     for path, stem in progress(images, desc="predict", unit="img"):
         try:
             image = read_image(path)
+            seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
         except ImageReadError as error:
             report(f"skipped {error}")
             failed += 1
             continue
-        seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
+        except ExportedShapeError as error:  # a static export of another size: this image only
+            report(f"skipped {path}: {one_line(error)}")
+            failed += 1
+            continue
         files = _outputs(args, stem)
         files["mask"].parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(files["mask"]) as handle:
@@ -80,9 +118,17 @@ def run(args: argparse.Namespace) -> int:
         if "probs" in files:
             with atomic_write(files["probs"]) as handle:
                 np.save(handle, seg.probs.numpy().astype(np.float16))
-    done = len(images) - (failed - len(missing))
-    report(f"wrote {done} segmentations to {Path(args.out)}" + (f"; {failed} inputs failed" if failed else ""))
+        done += 1
+    summary = f"wrote {done} segmentations to {Path(args.out)}"
+    if skipped:
+        summary += f"; skipped {skipped} whose outputs were already there (--skip-existing)"
+    report(summary + (f"; {failed} inputs failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _finished(args: argparse.Namespace, stem: Path) -> bool:
+    """Whether every output of ``stem`` is already in ``--out`` (``--skip-existing``)."""
+    return all(path.is_file() for path in _outputs(args, stem).values())
 
 
 def _outputs(args: argparse.Namespace, stem: Path) -> dict[str, Path]:
