@@ -38,8 +38,9 @@ def test_save_and_load_round_trip(tmp_path):
     assert setr.SETRConfig.from_dict({k: v for k, v in config.items() if k != "info"}) == model.config
     assert config["info"]["dataset"] == "ade20k"
     card = (tmp_path / "README.md").read_text()
-    for expected in ("48.62", "50.09", "ade20k", "sliding window 512/341", "@inproceedings{zheng2021rethinking"):
+    for expected in ("ade20k", "sliding window 512/341", "@inproceedings{zheng2021rethinking"):
         assert expected in card
+    assert "48.62" not in card  # random weights built by the release's name do not claim its mIoU
     loaded = setr.from_pretrained(tmp_path, aux_heads=True)
     assert loaded.config == model.config and not loaded.training
     plain = setr.from_pretrained(tmp_path)  # training-only auxiliary heads are kept only when asked for

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CARD_FILE", "MODEL_CARD", "card_fields", "is_setr_card"]
+__all__ = ["CARD_FILE", "MODEL_CARD", "card_fields", "is_release", "is_setr_card"]
 
 CARD_FILE = "README.md"
 
@@ -23,6 +23,7 @@ ViT encoder ({{ embed_dim }}-wide, {{ depth }} blocks, {{ num_heads }} heads), f
 | | |
 |---|---|
 | weights | {{ weights_line }} |
+| encoder initialisation | {{ encoder_line }} |
 | reported mIoU (single scale / ms+flip) | {{ miou_line }} |
 | evaluation protocol | {{ protocol_line }} |
 | input normalisation | RGB on 0-255, mean {{ mean }}, std {{ std }} |
@@ -32,7 +33,7 @@ ViT encoder ({{ embed_dim }}-wide, {{ depth }} blocks, {{ num_heads }} heads), f
 
 ```python
 import setr
-model = setr.from_pretrained("{{ repo_or_dir }}")       # or setr.create_model("{{ zoo_name }}", pretrained=True)
+{{ use_code }}
 ```
 
 Load with the [`setr-pytorch`](https://pypi.org/project/setr-pytorch/) library; loading is strict
@@ -69,16 +70,38 @@ def is_setr_card(path: Path) -> bool:
         return False
 
 
-def card_fields(model: Any) -> dict[str, Any]:
-    """The template's fields for ``model`` (a :class:`setr.SETR`), from its ``config`` and ``info``."""
+def is_release(info: Any) -> bool:
+    """Whether ``info`` (a :class:`setr.ModelInfo`) describes a zoo release's own weights: the
+    release is named and the weights were loaded from the Hub or from a segmentation checkpoint
+    (``setr convert`` of the original file). A model built by a zoo name without weights carries
+    the release's settings, not its weights."""
+    loaded = info.loaded_from or {}
+    return (
+        info.release is not None
+        and info.tag is not None
+        and ("hub" in loaded or loaded.get("format") not in (None, "timm"))
+    )
+
+
+def card_fields(model: Any, repo_or_dir: str | None = None) -> dict[str, Any]:
+    """The template's fields for ``model`` (a :class:`setr.SETR`), from its ``config`` and ``info``.
+
+    Args:
+        model: the model the card describes.
+        repo_or_dir: where it is saved (a folder, or a Hub repository id): the "Use" snippet loads it.
+    """
     cfg, info = model.config, model.info
-    release, protocol, loaded = info.release, info.protocol, info.loaded_from or {}
-    zoo_name = info.full_name or info.architecture or f"SETR-{cfg.head}"
+    protocol, loaded = info.protocol, info.loaded_from or {}
+    release = info.release if is_release(info) else None
+    zoo_name = (info.full_name if release else info.name) or info.architecture or f"SETR-{cfg.head}"
     checkpoint = Path(str(loaded.get("checkpoint", "?"))).name
+    target = repo_or_dir or info.hub_repo or "<folder or owner/repo>"
+    use_code = f'model = setr.from_pretrained("{target}")'
+    if release is not None:
+        use_code += f'  # or setr.create_model("{zoo_name}", pretrained=True)'
     return dict(
         title=zoo_name,
-        zoo_name=zoo_name,
-        repo_or_dir=info.hub_repo or "<owner>/<repo>",
+        use_code=use_code,
         head={"naive": "Naive", "pup": "PUP", "mla": "MLA"}[cfg.head],
         embed_dim=cfg.embed_dim,
         depth=cfg.depth,
@@ -93,12 +116,9 @@ def card_fields(model: Any) -> dict[str, Any]:
             if release
             else "trained or converted by the user"
         ),
+        encoder_line=_encoder_line(info, release, loaded, checkpoint),
         miou_line=f"{release.miou} / {release.miou_ms or '–'} (as reported by the source)" if release else "–",
-        protocol_line=(
-            f"sliding window {protocol.crop}/{protocol.stride}, ms+flip ratios {list(protocol.ms_ratios)}"
-            if protocol
-            else "whole image"
-        ),
+        protocol_line=_protocol_line(protocol, cfg.img_size),
         mean=list(info.mean),
         std=list(info.std),
         conversion_line=(
@@ -109,3 +129,30 @@ def card_fields(model: Any) -> dict[str, Any]:
         ),
         classes_line=", ".join(info.class_names) if info.class_names else f"{cfg.num_classes} classes",
     )
+
+
+def _encoder_line(info: Any, release: Any, loaded: dict[str, str], checkpoint: str) -> str:
+    """What the encoder started from, only as far as setr knows it: ``info.encoder_init`` is the
+    official recipe's choice, true of a release's weights, not of any model built by its name."""
+    if release is not None and info.encoder_init:
+        return f"{info.encoder_init} (the {release.source} recipe)"
+    if loaded.get("format") == "timm":
+        return f"ImageNet weights {checkpoint}"
+    return "not recorded by setr (trained from scratch, or from an encoder the user loaded)"
+
+
+def _protocol_line(protocol: Any, img_size: int) -> str:
+    """``model.info.protocol`` in words; without one, what :class:`setr.Predictor` falls back to."""
+    if protocol is None:
+        return f"none saved: setr slides a window of the training crop ({img_size}x{img_size}), no test resize"
+    if protocol.mode == "whole":
+        window = "whole image"
+    else:
+        window = f"sliding window {protocol.crop}/{protocol.stride}"
+    if protocol.short_side is not None:
+        resize = f"short side resized to {protocol.short_side}"
+    elif protocol.test_scale is not None:
+        resize = f"test resize {protocol.test_scale[0]}x{protocol.test_scale[1]} (long x short)"
+    else:
+        resize = "no test resize"
+    return f"{window}, {resize}, ms+flip ratios {list(protocol.ms_ratios)}"

@@ -8,12 +8,20 @@ with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import (
+    PyTorchModelHubMixin,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    try_to_load_from_cache,
+)
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from ..convert import write_safetensors
@@ -21,18 +29,104 @@ from ..dtypes import as_dtype
 from ..errors import first_line
 from ..files import atomic_staging
 from .card import CARD_FILE, MODEL_CARD, card_fields, is_setr_card
-from .config import SETRConfig
+from .config import SETRConfig, check_num_classes
 from .info import ModelInfo
 from .loading import CONFIG_FILE, WEIGHTS_FILE, apply_loading_rules, build_and_load, reinit_classifiers
 
 __all__ = [
-    "CONFIG_FILE", "HUB_ERRORS", "WEIGHTS_FILE", "SETRHubMixin", "as_dtype", "first_line", "reinit_classifiers",
+    "CONFIG_FILE", "HUB_ERRORS", "HUB_TIMEOUT_S", "WEIGHTS_FILE", "HubUnreachable", "SETRHubMixin", "as_dtype",
+    "check_hub_reachable", "first_line", "hub_timeout", "looks_like_path", "read_config_file", "reinit_classifiers",
 ]  # fmt: skip
 
 INFO_KEY = "info"
 _OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
 HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
 """What a failed Hub download raises."""
+HUB_TIMEOUT_S = 3.0
+"""How long one attempt to reach the Hub waits (``HF_HUB_ETAG_TIMEOUT``, when set, instead)."""
+
+
+class HubUnreachable(ConnectionError):
+    """No answer from the Hub (no network, DNS failure, refused or timed-out connection)."""
+
+
+def hub_timeout() -> float:
+    """Seconds one attempt to reach the Hub may take: ``HF_HUB_ETAG_TIMEOUT`` when the user set it,
+    else :data:`HUB_TIMEOUT_S` (huggingface_hub's own default is 10 s, then five retries)."""
+    return float(hf_constants.HF_HUB_ETAG_TIMEOUT) if os.environ.get("HF_HUB_ETAG_TIMEOUT") else HUB_TIMEOUT_S
+
+
+def check_hub_reachable(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> None:
+    """Make one short attempt to reach the Hub before ``hf_hub_download`` fetches a file it does
+    not have cached.
+
+    ``hf_hub_download`` retries a file that is not cached five times on a network error, with
+    waits of 1 to 8 s (about 24 s with no network) and 60 s timeouts. One HEAD request with
+    :func:`hub_timeout` and no retry tells at once that the Hub cannot be reached. Nothing is
+    changed in huggingface_hub's settings. Skipped offline (``HF_HUB_OFFLINE``, ``local_files_only``)
+    and for a cached file, which ``hf_hub_download`` serves without retrying.
+
+    Raises:
+        HubUnreachable: the Hub did not answer (an answer, even an error, passes: the download then
+            reports it).
+    """
+    if local_files_only or hf_constants.HF_HUB_OFFLINE:
+        return
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str):
+            return
+        url = hf_hub_url(repo_id, filename, revision=revision)
+    except ValueError:  # not a valid repo id: hf_hub_download says so
+        return
+    try:
+        get_hf_file_metadata(url, token=token, timeout=hub_timeout())
+    except (HfHubHTTPError, ValueError):
+        return  # the Hub answered
+    except Exception as error:  # DNS failure, refused connection, timeout: httpx's transport errors
+        raise HubUnreachable(f"no answer from {hf_constants.ENDPOINT} in one try ({first_line(error)})") from None
+
+
+def looks_like_path(source: str | os.PathLike) -> bool:
+    """Whether ``source`` names a local folder rather than a Hub repo id (``owner/name``): a path
+    object, one starting with ``/``, ``.`` or ``~``, one without exactly one ``/``, or one whose
+    parent folder exists (``runs/fnal`` is a typo of a local path). Such a name never goes to the Hub."""
+    text = str(source)
+    return (
+        isinstance(source, os.PathLike)
+        or text.startswith(("/", ".", "~"))
+        or text.count("/") != 1
+        or Path(text).expanduser().parent.is_dir()
+    )
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``config.json`` as a dict; one line naming the file when it is not a JSON object.
+
+    Raises:
+        ValueError: unreadable, truncated or not a JSON object.
+    """
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a JSON file ({error.reason}); save the model again") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno}: truncated or "
+            "edited?); save the model again"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{path}: holds a JSON {type(config).__name__}, not an object of the model's settings; save the model again"
+        )
+    return config
 
 
 class SETRHubMixin(
@@ -64,6 +158,8 @@ class SETRHubMixin(
         Accepts ``huggingface_hub``'s options (``push_to_hub=True, repo_id=...``).
         """
         kwargs.setdefault("config", self._hub_config())
+        where = kwargs.get("repo_id") if kwargs.get("push_to_hub") else str(save_directory)
+        kwargs["model_card_kwargs"] = {"repo_or_dir": where, **(kwargs.get("model_card_kwargs") or {})}
         if kwargs.get("push_to_hub"):
             return super().save_pretrained(save_directory, **kwargs)
         with atomic_staging(save_directory, folder=True) as staging:
@@ -81,13 +177,14 @@ class SETRHubMixin(
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload ``save_pretrained``'s files to the Hub repository ``repo_id`` (one commit)."""
         kwargs.setdefault("config", self._hub_config())
+        kwargs["model_card_kwargs"] = {"repo_or_dir": repo_id, **(kwargs.get("model_card_kwargs") or {})}
         return super().push_to_hub(repo_id, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         write_safetensors(self.state_dict(), save_directory / WEIGHTS_FILE, metadata={"library": "setr-pytorch"})
 
-    def generate_model_card(self, *args: Any, **kwargs: Any):
-        return super().generate_model_card(*args, **{**card_fields(self), **kwargs})
+    def generate_model_card(self, *args: Any, repo_or_dir: str | None = None, **kwargs: Any):
+        return super().generate_model_card(*args, **{**card_fields(self, repo_or_dir), **kwargs})
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
@@ -115,17 +212,17 @@ class SETRHubMixin(
                 f"{source} is a file: from_pretrained takes a folder written by save_pretrained or a Hub repo id; "
                 "load a single checkpoint file with setr.create_model(name, checkpoint_path=...)"
             )
-        looks_like_path = (
-            isinstance(pretrained_model_name_or_path, os.PathLike)
-            or source.startswith(("/", ".", "~"))
-            or source.count("/") != 1
-            or path.parent.is_dir()  # "runs/fnal": a typo in a local path, not a Hub id
-        )
-        if not path.exists() and looks_like_path:
+        if "num_classes" in kwargs:  # before anything is read or downloaded
+            check_num_classes(kwargs["num_classes"])
+        if not path.exists() and looks_like_path(pretrained_model_name_or_path):
             raise FileNotFoundError(f"no such folder: {source} (nor is it a Hub repo id of the form owner/name)")
-        if os.path.isdir(source) and not (Path(source) / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{source} has no {CONFIG_FILE}: not a folder written by save_pretrained")
+        if path.is_dir():
+            if not (path / CONFIG_FILE).is_file():
+                raise FileNotFoundError(f"{source} has no {CONFIG_FILE}: not a folder written by save_pretrained")
+            read_config_file(path / CONFIG_FILE)
         try:
+            if not path.is_dir():
+                _check_hub_config(source, kwargs)
             return super().from_pretrained(source, **kwargs)
         except HUB_ERRORS as error:
             if isinstance(error, FileNotFoundError) and str(error).startswith(source):
@@ -167,6 +264,7 @@ class SETRHubMixin(
                     force_download=force_download,
                     local_files_only=local_files_only,
                     token=token,
+                    etag_timeout=hub_timeout(),
                 )  # fmt: skip
             )
         if not strict:
@@ -186,6 +284,22 @@ class SETRHubMixin(
         )
         model.to(device=device, dtype=dtype)
         return apply_loading_rules(model, num_classes=wanted_classes, aux_heads=aux_heads, source=model_id).eval()
+
+
+def _check_hub_config(repo_id: str, kwargs: dict[str, Any]) -> None:
+    """Reach the Hub once (:func:`check_hub_reachable`), then fetch and check the repository's
+    ``config.json`` (huggingface_hub's loader then reads it from the cache)."""
+    where = {k: kwargs.get(k) for k in ("revision", "cache_dir", "token")}
+    local_files_only = bool(kwargs.get("local_files_only", False))
+    check_hub_reachable(repo_id, CONFIG_FILE, local_files_only=local_files_only, **where)
+    config_file = hf_hub_download(
+        repo_id, CONFIG_FILE, force_download=bool(kwargs.get("force_download", False)),
+        local_files_only=local_files_only, etag_timeout=hub_timeout(), **where,
+    )  # fmt: skip
+    try:
+        read_config_file(config_file)
+    except ValueError as error:
+        raise ValueError(f"{repo_id}: {error}") from None
 
 
 def _saved_config(saved: dict[str, Any], model_kwargs: dict[str, Any], source: str) -> SETRConfig:

@@ -14,6 +14,8 @@ from ..convert import detect_format, load_timm_encoder, read_checkpoint
 from ..devices import resolve_device
 from ..dtypes import as_dtype
 from ..models import SETR, SETRBackbone, default_taps, official_aux_indices
+from ..models.config import SETRConfig, check_num_classes
+from ..models.hub_mixin import looks_like_path, read_config_file
 from ..models.loading import CONFIG_FILE, apply_loading_rules, build_and_load, weights_file
 from .hub import download_release
 from .registry import describe, is_model, lookup, split_model_name, user_entrypoint
@@ -98,6 +100,8 @@ def _create_segmentor(
         if pretrained or checkpoint_path is not None:
             raise ValueError(f"{name} is a model folder: it brings its own weights; drop pretrained/checkpoint_path")
         return SETR.from_pretrained(name, aux_heads=aux_heads, dtype=dtype, **overrides)
+    if not is_model(name) and _names_a_path(name):
+        _refuse_local_name(name)
     base, _ = split_model_name(name)
     if pretrained and checkpoint_path is not None:
         raise ValueError("give either pretrained=True or checkpoint_path, not both")
@@ -107,6 +111,8 @@ def _create_segmentor(
         return _load_model_folder(name, checkpoint_path, aux_heads, overrides, dtype)
     load_weights = pretrained or checkpoint_path is not None
     requested_classes = overrides.pop("num_classes", None) if load_weights else None
+    if requested_classes is not None:  # before any file is read or downloaded
+        check_num_classes(requested_classes)
     explicit_aux = "aux_indices" in overrides
 
     custom = user_entrypoint(base)
@@ -160,20 +166,65 @@ def _is_model_folder(path: str | os.PathLike) -> bool:
     return (Path(path).expanduser() / CONFIG_FILE).is_file()
 
 
+def _names_a_path(name: str) -> bool:
+    """A name that exists on disk, or has a path separator or a leading ``.``/``~``, is a path:
+    zoo names have neither."""
+    if Path(name).expanduser().exists():
+        return True
+    return ("/" in name or os.sep in name or name.startswith((".", "~"))) and looks_like_path(name)
+
+
+def _refuse_local_name(name: str) -> None:
+    """Say what is wrong with a local path given as a model name (no zoo lookup, no network)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise ValueError(
+            f"{name} is a checkpoint file, not a model name or folder: "
+            f"create_model(<zoo name>, checkpoint_path='{name}') loads it into that architecture"
+        )
+    if path.is_dir():
+        raise FileNotFoundError(f"{name} has no {CONFIG_FILE}: not a folder written by save_pretrained")
+    raise FileNotFoundError(f"no such folder: {name}")
+
+
 def _load_model_folder(
     name: str, folder: str | os.PathLike, aux_heads: bool, overrides: dict[str, Any], dtype: torch.dtype | None
 ) -> SETR:
-    """``checkpoint_path=`` a ``save_pretrained`` folder: its ``config.json`` gives the architecture
-    (the weights were saved for it), so ``name`` must only agree on the head type."""
-    entry, _, _ = lookup(name) if user_entrypoint(split_model_name(name)[0]) is None else (None, None, None)
+    """``checkpoint_path=`` a ``save_pretrained`` folder: the folder's ``config.json`` gives the
+    architecture (the weights were saved for it); what ``name`` fixes must agree with it, or the
+    load is refused naming both (docs/weights.md)."""
+    if user_entrypoint(split_model_name(name)[0]) is None:
+        entry, _, release = lookup(name)
+        saved = read_config_file(Path(folder).expanduser() / CONFIG_FILE)
+        named = {**entry.kwargs(), **(release.model_overrides if release else {}), **overrides}
+        SETRConfig.from_dict(named)  # the options themselves are checked first
+        _check_folder_is_named_model(name, named, entry.dataset is not None, folder, saved, overrides)
     model = SETR.from_pretrained(folder, aux_heads=aux_heads, dtype=dtype, **overrides)
-    if entry is not None and model.config.head != entry.head:
-        raise ValueError(
-            f"{folder} holds a {model.config.head} model, not a {entry.head} one like {name}; "
-            f"load the folder itself with --model {folder} (create_model('{folder}'))"
-        )
     model.info = model.info.replace(loaded_from={"checkpoint": str(weights_file(folder)), "format": "setr"})
     return model
+
+
+def _check_folder_is_named_model(
+    name: str, named: dict[str, Any], has_dataset: bool, folder: str | os.PathLike, saved: dict[str, Any],
+    overrides: dict[str, Any],
+) -> None:  # fmt: skip
+    """Refuse a folder whose model is not the one ``name`` says: another head, or (for a dataset's
+    name, unless ``num_classes`` is given to re-initialise the classifiers) another class count.
+    The encoder's size comes from the folder (its weights were saved for it)."""
+    if saved.get("head") != named["head"]:
+        raise ValueError(
+            f"{folder} holds a {saved.get('head')} model, not a {named['head']} one like {name}; "
+            f"load the folder itself with --model {folder} (create_model('{folder}'))"
+        )
+    info = saved.get("info") if isinstance(saved.get("info"), dict) else {}
+    classes, expected = saved.get("num_classes"), named["num_classes"]
+    if has_dataset and "num_classes" not in overrides and classes != expected:
+        raise ValueError(
+            f"{folder} holds {info.get('name') or 'a SETR-' + str(saved.get('head'))} "
+            f"({info.get('dataset') or 'its own dataset'}), not {name} ({classes} classes vs {expected}): load the "
+            f"folder as itself with create_model('{folder}') or setr.from_pretrained('{folder}'), or pass "
+            f"num_classes={expected} to re-initialise its classifiers for {name}"
+        )
 
 
 def _custom_builder(entrypoint: Callable[..., SETR], name: str, overrides: dict[str, Any]) -> Callable[..., SETR]:

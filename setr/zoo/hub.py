@@ -17,7 +17,7 @@ from huggingface_hub import hf_hub_download
 from ..convert import load_checkpoint
 from ..errors import first_line
 from ..models import SETR
-from ..models.hub_mixin import HUB_ERRORS
+from ..models.hub_mixin import HUB_ERRORS, check_hub_reachable, hub_timeout
 from ..models.loading import WEIGHTS_FILE
 from .table import HUB_REVISION, ZOO, hub_repo_id
 
@@ -32,22 +32,27 @@ def download_release(name: str, tag: str) -> tuple[Path, dict[str, Any]]:
     """The safetensors of ``name.tag`` from the Hub (pinned revision, cached), and the ``model.info``
     fields that say where they came from.
 
+    With no network this answers in one short attempt (:func:`setr.models.hub_mixin.check_hub_reachable`),
+    not after huggingface_hub's retries.
+
     Raises:
-        PretrainedWeightsUnavailable: the file cannot be had (offline, not published); the message
-            says where the original checkpoint is and the command that converts it locally.
+        PretrainedWeightsUnavailable: the file cannot be had (offline, not published); the message,
+            one line, says where the original checkpoint is and the command that converts it locally.
     """
     repo_id = hub_repo_id(name, tag)
     try:
-        path = hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILE, revision=HUB_REVISION)
+        check_hub_reachable(repo_id, WEIGHTS_FILE, revision=HUB_REVISION)
+        path = hf_hub_download(
+            repo_id=repo_id, filename=WEIGHTS_FILE, revision=HUB_REVISION, etag_timeout=hub_timeout()
+        )
     except (*HUB_ERRORS, ValueError) as error:
         original = ZOO[name].releases[tag].original
         raise PretrainedWeightsUnavailable(
             f"the weights of {name}.{tag} could not be downloaded from the Hugging Face Hub "
-            f"({repo_id}, revision {HUB_REVISION}): {first_line(error)}.\n"
-            f"Download the original checkpoint from {original} and convert it locally:\n"
-            f"    setr convert --model {name}.{tag} --checkpoint <downloaded file> --out {name}.{tag}\n"
-            f"then load it with setr.from_pretrained('{name}.{tag}') or "
-            f"setr.create_model('{name}.{tag}', checkpoint_path=<downloaded file>)."
+            f"({repo_id}, revision {HUB_REVISION}): {first_line(error)}. Download the original checkpoint "
+            f"from {original} and convert it locally: setr convert --model {name}.{tag} --checkpoint "
+            f"<downloaded file> --out {name}.{tag}; then load it with setr.from_pretrained('{name}.{tag}') or "
+            f"setr.create_model('{name}.{tag}', checkpoint_path=<downloaded file>)"
         ) from error
     return Path(path), {"hub_repo": repo_id, "loaded_from": {"hub": repo_id, "revision": HUB_REVISION}}
 
