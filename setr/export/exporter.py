@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from torch.export import Dim
 
 from ..dtypes import DTYPES, cast_floating, dtype_word, precision_word
-from ..files import atomic_staging, check_new_files, check_output_dir
+from ..files import atomic_staging, check_free_space, check_new_files, check_output_dir
 from ..models import SETR
 from .metadata import METADATA_KEY, export_metadata
 from .requirements import require
@@ -145,6 +146,8 @@ def export_model(
         setr.export.MissingExtraError: ONNX export without the ``export`` extra.
         ValueError: an unknown format, an optimised model, a bad size or batch, a precision
             that cannot be exported (``int8``, ``auto``, bf16 to ONNX).
+        setr.files.WriteFailed: the disk has no room for the weights (refused after tracing,
+            before writing or compiling) or fills up, or the folder is read-only; the old file is whole.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -174,34 +177,104 @@ def export_model(
     metadata = export_metadata(model, fmt, dynamic, tuple(example.shape))
     shapes = _dynamic_shapes(model) if dynamic else None
     try:
-        # a staging folder keeps the file's name (AOTInductor wants a .pt2 path) and takes whatever
-        # the writers put next to it
-        with atomic_staging(path.parent, folder=True) as staging:
-            staged = staging / path.name
-            with torch.no_grad():
+        with torch.no_grad():
+            if fmt == "onnx":
+                program = torch.onnx.export(
+                    model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=18,
+                    input_names=["images"], output_names=["logits"], verbose=False,
+                )  # fmt: skip
+                traced = program.exported_program
+            else:
+                program = traced = torch.export.export(model, (example,), dynamic_shapes=shapes)
+            # a staging folder keeps the file's name and takes whatever the writers put next to it;
+            # a disk without room for the weights is refused before anything is written (or compiled)
+            size = _weight_bytes(traced) if traced is not None else None
+            if size is not None:
+                check_free_space(path, size)
+            with atomic_staging(path.parent, folder=True, size=size) as staging:
+                staged = staging / path.name
                 if fmt == "onnx":
-                    _export_onnx(model, example, shapes, metadata, staged)
-                else:
-                    program = torch.export.export(model, (example,), dynamic_shapes=shapes)
+                    _save_onnx(program, shapes, metadata, staged)
+                    return path
+                with open(staged, "wb") as file:
+                    sink = _KeptWriteError(file)
                     if fmt == "pt2":
-                        torch.export.save(program, staged, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
+                        torch.export.save(program, sink, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
                     else:
                         torch._inductor.aoti_compile_and_package(
                             program,
-                            package_path=str(staged),
+                            package_path=sink,
                             inductor_configs={"aot_inductor.metadata": {METADATA_KEY: json.dumps(metadata)}},
                         )
+                    sink.raise_kept()
     finally:
         model.train(was_training)
     return path
 
 
-def _export_onnx(model: SETR, example: torch.Tensor, shapes: dict | None, metadata: dict, path: Path) -> None:
+def _weight_bytes(program: torch.export.ExportedProgram) -> int:
+    """The bytes of the weights ``program``'s graph uses: at most what a file of it holds."""
+    signature = program.graph_signature
+    names = {
+        **signature.inputs_to_parameters, **signature.inputs_to_buffers, **signature.inputs_to_lifted_tensor_constants
+    }  # fmt: skip
+    tensors = {**program.state_dict, **program.constants}
+    used = {
+        id(tensor): tensor
+        for node in program.graph.nodes
+        if node.op == "placeholder" and node.users and (tensor := tensors.get(names.get(node.name))) is not None
+    }
+    return sum(t.numel() * t.element_size() for t in used.values() if isinstance(t, torch.Tensor))
+
+
+class _KeptWriteError(io.RawIOBase):
+    """The file torch's C++ archive writer writes a ``.pt2`` through: it never sees a write fail.
+
+    When a write fails (a full disk), torch.export's archive writer writes again on its way out and
+    the C++ writer's destructor then throws, which aborts the process ("terminate called after
+    throwing an instance of 'c10::Error'", in ``PyTorchStreamWriter``'s end of file). So the first
+    ``OSError`` is kept, the rest of the archive dropped, and :meth:`raise_kept` raises it in Python
+    once the writer has finished cleanly.
+    """
+
+    def __init__(self, file: io.BufferedWriter) -> None:
+        super().__init__()
+        self.file, self.error = file, None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:  # torch asks, to tell a buffer from a path; it only rewinds at the end
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._kept(self.file.seek, offset, whence) or 0
+
+    def write(self, data) -> int:
+        self._kept(self.file.write, data)
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        self._kept(self.file.flush)
+
+    def _kept(self, call, *args):
+        if self.error is None:
+            try:
+                return call(*args)
+            except OSError as error:
+                self.error = error
+        return None
+
+    def raise_kept(self) -> None:
+        """Flush, then raise the first write error, if any."""
+        self.flush()
+        if self.error is not None:
+            raise self.error
+
+
+def _save_onnx(program, shapes: dict | None, metadata: dict, path: Path) -> None:
+    """Write the ONNX ``program`` to ``path`` with its metadata, checked."""
     onnx = require("onnx", "ONNX export")
-    program = torch.onnx.export(
-        model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=18,
-        input_names=["images"], output_names=["logits"], verbose=False,
-    )  # fmt: skip
     program.save(str(path))
     proto = onnx.load(str(path))
     dims = proto.graph.input[0].type.tensor_type.shape.dim

@@ -90,12 +90,34 @@ def _as_tuple(value: Any) -> Any:
 def save_training_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with ``torch.save`` atomically: to a temporary file in the same folder, flushed
     to disk, then renamed over ``path``. A run killed mid-write leaves the previous checkpoint intact.
+
+    Raises:
+        setr.files.WriteFailed: the disk has no room for the tensors (refused before writing) or
+            fills up, or the folder is read-only; the previous checkpoint is whole.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as handle:
+    with atomic_write(path, size=_tensor_bytes(state)) as handle:
         torch.save(state, handle)
     return path
+
+
+def _tensor_bytes(value: Any, seen: set[int] | None = None) -> int:
+    """The bytes of the tensors in ``value`` (nested dicts, lists, tuples), each storage once:
+    at most what ``torch.save`` writes."""
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        key = storage.data_ptr()
+        if key in seen or value.device.type == "meta":
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v, seen) for v in value)
+    return 0
 
 
 def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -128,8 +150,7 @@ def save_pretrained_weights(model: nn.Module, directory: str | os.PathLike) -> P
     + model card), through ``model.save_pretrained``."""
     model = unwrap_model(model)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
+    model.save_pretrained(directory)  # makes the folder (setr.files.atomic_staging)
     return directory
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Mapping
@@ -35,19 +36,30 @@ class RunLog:
         if resumed_at is not None and self.path.exists():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resumed_at]
-        with atomic_write(self.path, "w") as f:  # the kept rows replace the old log whole
-            writer = csv.DictWriter(f, self.FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        self.text = io.StringIO(newline="")  # the whole log: each row rewrites the file, never half of it
+        writer = csv.DictWriter(self.text, self.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        self._save()  # the kept rows replace the old log whole
         self.board = _tensorboard(Path(out)) if tensorboard else None
 
     def write(self, group: str, iteration: int, **values: float) -> None:
-        """Append one row; ``group`` (``train``/``val``) prefixes the TensorBoard tags."""
+        """Add one row; ``group`` (``train``/``val``) prefixes the TensorBoard tags.
+
+        The log is replaced whole (:func:`setr.files.atomic_write`): a full disk leaves the rows
+        before it, not a half row.
+        """
         row = dict(iteration=iteration, seconds=round(time.perf_counter() - self.begin, 1), **values)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.FIELDS).writerow(
-                {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
-            )
+        mark = self.text.tell()
+        csv.DictWriter(self.text, self.FIELDS).writerow(
+            {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+        )
+        try:
+            self._save()
+        except OSError:
+            self.text.truncate(mark)  # the log on disk is still without the row
+            self.text.seek(mark)
+            raise
         if self.board:
             for key, value in values.items():
                 self.board.add_scalar(f"{group}/{key}", value, iteration)
@@ -68,11 +80,17 @@ class RunLog:
         self.update_metrics(iteration=iteration, **result, classes=names, table=metric.table())
         return result
 
+    def _save(self) -> None:
+        data = self.text.getvalue().encode("utf-8")  # bytes: csv's own line ends, as open(newline="") gives
+        with atomic_write(self.path, size=len(data)) as f:
+            f.write(data)
+
     def update_metrics(self, **values: Any) -> None:
         """Add ``values`` to ``metrics.json`` (replacing the keys it already has)."""
         current = json.loads(self.metrics_path.read_text()) if self.metrics_path.exists() else {}
-        with atomic_write(self.metrics_path, "w") as f:
-            f.write(json.dumps({**current, **values}, indent=2) + "\n")
+        data = (json.dumps({**current, **values}, indent=2) + "\n").encode("utf-8")
+        with atomic_write(self.metrics_path, size=len(data)) as f:
+            f.write(data)
 
     def close(self) -> None:
         if self.board:

@@ -13,6 +13,9 @@ __all__ = ["RUN_FILES", "prepare_run_dir"]
 RUN_FILES = ("last.pt", "log.csv", "metrics.json", "final", "predictions", "tb")
 """What a training run writes into its output folder."""
 
+_BEFORE_FIRST_CHECKPOINT = {"log.csv", "metrics.json", "tb"}
+"""The run files a run writes before its first ``last.pt``: ``--resume auto`` starts afresh over them."""
+
 
 def prepare_run_dir(
     out: str | os.PathLike, resume: str | None = None, overwrite: bool = False, is_main: bool = True
@@ -21,12 +24,14 @@ def prepare_run_dir(
 
     Args:
         out: the run's output folder.
-        resume: a training checkpoint, or ``"auto"`` for ``out/last.pt`` when it exists.
+        resume: a training checkpoint, or ``"auto"``: ``out/last.pt`` when it exists, else a fresh
+            start (over the log of a run stopped before its first checkpoint, if any).
         overwrite: start afresh in a folder that holds a run: its run files are deleted first.
         is_main: only the main process deletes.
 
     Raises:
-        OutputExistsError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` was given.
+        OutputExistsError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` was given, or
+            ``resume="auto"`` finds a run without ``last.pt`` that got past its first checkpoint.
         FileNotFoundError: ``resume`` names a checkpoint that does not exist.
         PermissionError, NotADirectoryError: ``out`` cannot be written.
     """
@@ -37,7 +42,13 @@ def prepare_run_dir(
     if resume == "auto":
         if (out / "last.pt").is_file():
             return out / "last.pt"
-        resume = None
+        if not set(found) <= _BEFORE_FIRST_CHECKPOINT:
+            raise OutputExistsError(
+                f"--out {out} holds a run without its last.pt ({', '.join(found)}): there is nothing to resume; "
+                "pass --overwrite to replace it, or choose another --out"
+            )
+        # a run stopped (killed, a full disk) before its first last.pt: it starts again over its log
+        resume, overwrite = None, True
     if resume:
         if not Path(resume).is_file():
             raise FileNotFoundError(f"--resume {resume}: no such checkpoint (pass an earlier run's last.pt, or auto)")
