@@ -242,4 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except setr.files.WriteFailed as error:  # a full disk or a read-only --out mid-run: one line, status 1
+        raise SystemExit(f"train.py: error: {error}") from None
