@@ -214,11 +214,6 @@ def test_aoti_export_that_fills_the_disk_midway(disk):
 
 
 # ----------------------------------------------------------------------------------------- predict
-@pytest.mark.xfail(
-    raises=WriteFailed,
-    strict=True,
-    reason="until setr.cli.main turns setr.files.WriteFailed into 'setr: error: ...' and exit status 1",
-)
 @pytest.mark.parametrize("how", ["tmpfs", "fsync"])
 def test_setr_predict_on_a_full_disk(disk, tmp_path, how, capsys):
     from setr.cli import main

@@ -149,7 +149,7 @@ def test_an_error_mid_export_leaves_the_old_file_whole(tmp_path, monkeypatch):
     path.write_bytes(b"the old export")
 
     def half_saved(program, destination, **kwargs):
-        Path(destination).write_bytes(b"half")
+        destination.write(b"half")
         raise RuntimeError("killed")
 
     monkeypatch.setattr(torch.export, "save", half_saved)

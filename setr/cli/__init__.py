@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ..files import WriteFailed
 from . import convert, evaluate, export, listing, predict
 from .common import CliError
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"setr: error: {error}", file=sys.stderr)
         return 2
+    except WriteFailed as error:  # the disk filled up or turned read-only mid-run: the run failed
+        print(f"setr: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("setr: interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..convert import ConversionError
-from ..files import OutputExistsError
+from ..files import OutputExistsError, WriteFailed
 from ..zoo import convert_checkpoint
 from .common import CliError, add_override, new_folder, one_line
 
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--override: {error}") from None
     except ValueError as error:
         raise CliError(f"--model {args.model}: {one_line(error)}") from None
+    except WriteFailed:  # setr.cli.main reports it (status 1: the run failed)
+        raise
     except OSError as error:
         raise CliError(f"--out {args.out}: {one_line(error)}") from None
     loaded = model.info.loaded_from or {}

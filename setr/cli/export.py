@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..export import EXPORT_FORMATS, EXPORT_PRECISIONS, MissingExtraError, check_export_precision, export_model
 from ..export.requirements import require
-from ..files import check_new_files, check_output_dir
+from ..files import WriteFailed, check_new_files, check_output_dir
 from ..models import SETR
 from .common import CliError, add_override, load_model, new_folder, one_line, positive_int
 
@@ -81,6 +81,8 @@ def _export(args: argparse.Namespace, out: Path) -> SETR:
             model, out, args.format, dynamic=args.dynamic, size=args.size, batch=args.batch, force=args.force,
             precision=args.precision,
         )  # fmt: skip
+    except WriteFailed:  # setr.cli.main reports it (status 1: the run failed)
+        raise
     except (ValueError, OSError) as error:
         raise CliError(f"export: {one_line(error)}") from None
     return model

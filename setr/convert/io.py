@@ -121,6 +121,6 @@ def write_safetensors(
     ``format: pt``.
     """
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_target(path) as tmp:
+    with atomic_target(path, size=sum(t.numel() * t.element_size() for t in tensors.values())) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
     return Path(path)
