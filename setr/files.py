@@ -30,7 +30,7 @@ from typing import IO
 
 __all__ = [
     "OutputExistsError", "WriteFailed", "atomic_staging", "atomic_target", "atomic_write", "check_free_space",
-    "check_new_files", "check_output_dir",
+    "check_new_files", "check_output_dir", "HOST", "process_may_run",
 ]  # fmt: skip
 
 
@@ -96,7 +96,7 @@ def _size(count: float) -> str:
 
 # The staging names carry the writer's pid and host, so that a later run can tell a staging of a
 # killed process (removed) from one still being written (left alone), even on a shared folder.
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _FILE_STAGING = re.compile(r"\..+\.(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{8})-[0-9a-f]+\.tmp")
 _FOLDER_STAGING = re.compile(r"\.setr-save-(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{8})-[0-9a-f]+")
 _UMASK_LOCK = threading.Lock()
@@ -104,7 +104,7 @@ _UMASK_LOCK = threading.Lock()
 
 def _staging_name(target: str, folder: bool, pid: int | None = None) -> str:
     """The name of a staging for ``target`` (a file's name; unused for a folder's staging)."""
-    stamp = f"{os.getpid() if pid is None else pid}-{_HOST}-{secrets.token_hex(4)}"
+    stamp = f"{os.getpid() if pid is None else pid}-{HOST}-{secrets.token_hex(4)}"
     return f".setr-save-{stamp}" if folder else f".{target}.{stamp}.tmp"
 
 
@@ -320,11 +320,18 @@ def _remove_stale_stagings(folder: Path) -> None:
         return
     for name in names:
         match = _FILE_STAGING.fullmatch(name) or _FOLDER_STAGING.fullmatch(name)
-        if match and match["host"] == _HOST and not _is_running(int(match["pid"])):
+        if match and not process_may_run(int(match["pid"]), match["host"]):
             _remove(folder / name)
 
 
-def _is_running(pid: int) -> bool:
+def process_may_run(pid: int, host: str) -> bool:
+    """Whether process ``pid`` of ``host`` (a hash, :data:`HOST`) may still run: ``False`` only when
+    it is known to be gone (a pid means something only on its own machine; another host's process
+    is assumed alive). Stale stagings and output-folder locks (:mod:`setr.lock`) are judged by it."""
+    if host != HOST:
+        return True
+    if pid <= 0:
+        return False
     if os.name == "nt" or pid == os.getpid():  # Windows: os.kill would end the process
         return True
     try:

@@ -3,26 +3,23 @@
 A second run that asks for the same folder while the first is alive is refused
 (:class:`FolderLockedError`); a lock whose process no longer runs (a run killed with ``kill -9``,
 a machine that rebooted) is taken over. The lock is removed when the holder's ``with`` block ends,
-whether it ends normally, on an error or on Ctrl-C. Imports the standard library only.
+whether it ends normally, on an error or on Ctrl-C. Whether a process runs is judged as for stale
+stagings (:func:`setr.files.process_may_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
+
+from .files import HOST, process_may_run
 
 __all__ = ["LOCK_NAME", "FolderLockedError", "folder_lock"]
 
 LOCK_NAME = ".setr.lock"
-
-# The host is part of the lock: a pid only says something about a process of this machine, so a
-# lock another host wrote on a shared folder is never taken over.
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class FolderLockedError(OSError):
@@ -49,18 +46,18 @@ def folder_lock(folder: str | os.PathLike, what: str = "--out") -> Iterator[Path
         yield lock
     finally:
         with contextlib.suppress(OSError):
-            if _owner(lock) == (os.getpid(), _HOST):
+            if _owner(lock) == (os.getpid(), HOST):
                 lock.unlink()
 
 
 def _acquire(lock: Path, what: str) -> None:
-    mine = json.dumps({"pid": os.getpid(), "host": _HOST}).encode()
+    mine = json.dumps({"pid": os.getpid(), "host": HOST}).encode()
     for _ in range(100):  # each turn either takes the lock or removes a stale one
         try:
             handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             owner = _owner(lock)
-            if owner is None or _alive(*owner):
+            if owner is None or process_may_run(*owner):
                 pid = "unknown" if owner is None else owner[0]
                 raise FolderLockedError(
                     f"{what} {lock.parent} is in use by another setr run (pid {pid}, lock file {lock}): wait for it "
@@ -83,25 +80,6 @@ def _owner(lock: Path) -> tuple[int, str] | None:
         record = json.loads(lock.read_text(encoding="utf-8"))
         return int(record["pid"]), str(record["host"])
     except FileNotFoundError:
-        return (-1, _HOST)  # gone meanwhile: free
+        return (-1, HOST)  # gone meanwhile: free
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _alive(pid: int, host: str) -> bool:
-    """Whether the process ``pid`` of ``host`` may still run (another host's: assumed so)."""
-    if host != _HOST:
-        return True
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill would end the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True

@@ -97,7 +97,7 @@ def test_a_killed_runs_staging_is_cleaned_by_the_next_save_and_a_running_ones_is
         stale_file.write_text("{")
         live = saved / files._staging_name("", folder=True, pid=running.pid)
         live.mkdir()
-        elsewhere = saved / files._staging_name("", folder=True, pid=dead).replace(files._HOST, "0123abcd")
+        elsewhere = saved / files._staging_name("", folder=True, pid=dead).replace(files.HOST, "0123abcd")
         elsewhere.mkdir()  # another host's: its pid means nothing here
         tiny().save_pretrained(saved)
         assert not stale.exists() and not stale_file.exists()
