@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from ..data.datasets import sample_pair
 from ..data.meta import EvalProtocol
 from ..distributed import DistributedContext
+from ..files import atomic_target
 from ..inference import Predictor, evaluate, mask_to_image, palette_for
 from ..metrics import ConfusionMatrix
 
@@ -64,7 +65,9 @@ def save_predictions(
     for index in range(min(count, len(dataset))):
         image, label = sample_pair(dataset[index])
         mask = predictor(image).mask
-        mask_to_image(mask, colours[:num_classes]).save(out / f"val_{index:03d}_pred.png")
+        with atomic_target(out / f"val_{index:03d}_pred.png") as staged:
+            mask_to_image(mask, colours[:num_classes]).save(staged, format="PNG")
         panel = [image.permute(1, 2, 0).numpy(), colours[label.clamp(0, 255).numpy()], colours[mask.numpy()]]
-        Image.fromarray(np.concatenate(panel, 1).astype(np.uint8)).save(out / f"val_{index:03d}_panel.png")
+        with atomic_target(out / f"val_{index:03d}_panel.png") as staged:
+            Image.fromarray(np.concatenate(panel, 1).astype(np.uint8)).save(staged, format="PNG")
     model.train()
