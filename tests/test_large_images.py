@@ -92,3 +92,63 @@ def test_non_finite_logits_are_refused():
         model.decode_head.classifier.bias[3] = float("inf")
     with pytest.raises(ValueError, match="NaN or infinite logits"):
         predictor(torch.zeros(3, 40, 40, dtype=torch.uint8), ms_flip=True)
+
+
+@pytest.mark.parametrize("source, size", [((40, 53), (301, 411)), ((64, 85), (150, 203)), ((90, 70), (45, 140))])
+def test_the_banded_argmax_is_the_argmax_of_the_full_resize(source, size, monkeypatch):
+    from setr.inference import resize as resize_module
+
+    if resize_module._row_combiner(source, size) is None:
+        pytest.skip("PyTorch's resize is not reproduced band by band on this machine (the plain path runs)")
+    generator = torch.Generator().manual_seed(size[0])
+    smooth = torch.randn(150, *source, generator=generator).cumsum(1).cumsum(2)  # a non-trivial, smooth map
+    tied = torch.randint(0, 3, (150, *source), generator=generator).float()  # exact ties across classes and chunks
+    monkeypatch.setattr(resize_module, "_chunked_argmax", None)  # the bands must be used
+    for logits in (smooth, tied):
+        expected = resize_module.resize_logits(logits[None], size)[0].argmax(0)
+        for band_bytes in (30_000, 300_000):
+            assert torch.equal(resize_module.resized_argmax(logits, size, band_bytes=band_bytes), expected)
+
+
+def test_the_overlay_in_bands_equals_the_overlay_at_once(monkeypatch):
+    from setr.inference import visualize
+
+    image = torch.randint(0, 256, (3, 37, 29), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mask = torch.randint(0, 150, (37, 29), generator=torch.Generator().manual_seed(1))
+    palette = visualize.palette_for(150)
+    whole = np.asarray(visualize.overlay(image, mask, palette, 0.3))
+    monkeypatch.setattr(visualize, "_BAND_PIXELS", 50)
+    assert np.array_equal(np.asarray(visualize.overlay(image, mask, palette, 0.3)), whole)
+    expected = np.clip(0.7 * image.permute(1, 2, 0).numpy() + 0.3 * palette[mask.numpy()] + 0.5, 0, 255)
+    assert np.abs(whole.astype(int) - expected.astype(np.uint8).astype(int)).max() <= 1
+
+
+_PEAK_WORKER = """
+import sys, torch, setr
+from setr.inference import Predictor
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
+torch.manual_seed(0)
+model = setr.create_model("setr_naive_vitl_ade20k", img_size=32, embed_dim=32, depth=2, num_heads=2,
+                          head_channels=16, decode_index=1).eval()
+image = torch.randint(0, 256, (3, 3000, 4000), dtype=torch.uint8)
+predictor = Predictor(model)
+predictor(torch.zeros(3, 512, 683, dtype=torch.uint8))  # the network input of 4000x3000: its own peak
+base = status("VmRSS")
+mask = predictor(image).mask
+assert tuple(mask.shape) == (3000, 4000)
+print(status("VmHWM") - base)
+"""
+
+
+@pytest.mark.slow
+def test_a_large_image_is_predicted_in_memory_that_follows_the_network_input():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _PEAK_WORKER], capture_output=True, text=True, check=True)
+    peak = int(result.stdout.strip().splitlines()[-1])
+    # 12 MP, 150 classes seen at 512x683: measured 601 MiB, most of it the network's own windows (4 x 150
+    # classes x 512 x 512 logits, the same for any source size), then the int64 mask (92 MiB) and the
+    # bands; the whole-size resize of 16 classes at a time (before the bands) measured 1455 MiB
+    assert peak < 800 * 2**20, f"peak {peak / 2**20:.0f} MiB above the predictor before the image"

@@ -275,7 +275,7 @@ class Predictor:
                 results.append(Segmentation(probs.argmax(0).cpu(), probs.cpu() if return_probs else None))
         else:
             for group in _same_size_groups(rgb, self.batch_size):
-                batch = torch.stack(group)
+                batch = torch.stack(group) if len(group) > 1 else group[0][None]  # no copy of a lone image
                 size = tuple(batch.shape[-2:])
                 for one in self._single_scale_view_logits(batch):  # single_scale_logits, resized per image
                     if return_probs:

@@ -113,7 +113,7 @@ def to_rgb_tensor(image: ImageInput, channels: int = 3, keep_uint8: bool = False
         rgb = rgb.float()
     if rgb.shape[-2] == 0 or rgb.shape[-1] == 0:
         raise ValueError(f"empty image of shape {tuple(rgb.shape)}")
-    if not bool(torch.isfinite(rgb).all()):
+    if rgb.is_floating_point() and not bool(torch.isfinite(rgb).all()):  # integers are finite
         raise ValueError("the image holds NaN or infinite values; fix the input (a mask from it would be meaningless)")
     if floating and rgb.numel() and 0 <= float(rgb.min()) and float(rgb.max()) <= 1:
         warnings.warn(

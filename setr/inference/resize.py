@@ -9,6 +9,10 @@ resized by OpenCV on uint8, as ``imrescale`` does (:func:`resize_image`, through
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
 from ..data.meta import EvalProtocol
@@ -107,20 +111,61 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(logits, (size[0], size[1]))
 
 
-def resized_argmax(logits: torch.Tensor, size: tuple[int, int], channels_per_step: int = 16) -> torch.Tensor:
+def resized_argmax(
+    logits: torch.Tensor, size: tuple[int, int], channels_per_step: int = 16, band_bytes: int = 16 * 2**20
+) -> torch.Tensor:
     """``resize_logits(logits[None], size)[0].argmax(0)`` without the full-size map: ``(C, h, w)``
-    logits -> ``(*size)`` int64 class indices.
+    logits -> ``(*size)`` int64 class indices, equal bit for bit.
 
     The logits are resized ``channels_per_step`` channels at a time, keeping the running maximum;
     ties go to the lower class, as ``argmax``. Keep the step a multiple of 16: PyTorch's CPU resize
     vectorises across channels, and in whole vectors each value is bit for bit the one the full
-    resize gives (in steps of 7 some differ in the last bit, which can flip an exact tie). 150
-    ADE20K classes at 768x768 then hold 38 MB instead of 354 MB at once.
+    resize gives (in steps of 7 some differ in the last bit, which can flip an exact tie).
+
+    On the CPU the output is also made in bands of rows (one step's band about ``band_bytes``):
+    PyTorch's resize interpolates along the width first, then combines two rows; each band
+    resizes the rows it needs along the width with PyTorch and combines them with PyTorch's row
+    weights itself (:func:`_row_combiner` checks once per pair of sizes, on probes, that this
+    gives PyTorch's bits on this machine, and the bands are not used where it does not). Memory
+    then follows the logits, not the output: 150 ADE20K classes resized to 8000x6000 hold a few
+    16 MiB bands (and a one-channel probe) instead of 3 GB per step.
     """
+    height, width = size
+    rows = max(1, band_bytes // (4 * channels_per_step * width))
+    if logits.device.type != "cpu" or rows >= height:
+        return _chunked_argmax(logits, size, channels_per_step)
+    combine = _row_combiner(tuple(logits.shape[-2:]), (height, width))
+    if combine is None:
+        return _chunked_argmax(logits, size, channels_per_step)
+    first, second, weight_first, weight_second = _row_weights(logits.shape[-2], height)
+    mask = torch.empty(size, dtype=torch.int64)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        low, high = int(first[top]), int(second[bottom - 1]) + 1  # the source rows this band reads
+        source = logits[:, low:high]
+
+        def band(chunk: torch.Tensor, top: int = top, bottom: int = bottom, low: int = low) -> torch.Tensor:
+            across = resize_logits(chunk[None], (chunk.shape[-2], width))[0]  # along the width only
+            return combine(
+                across[:, first[top:bottom] - low], across[:, second[top:bottom] - low],
+                weight_first[top:bottom, None], weight_second[top:bottom, None],
+            )  # fmt: skip
+
+        mask[top:bottom] = _running_argmax(source, band, channels_per_step)
+    return mask
+
+
+def _chunked_argmax(logits: torch.Tensor, size: tuple[int, int], channels_per_step: int) -> torch.Tensor:
+    """:func:`resized_argmax` in steps of channels, each resized to the whole ``size``."""
+    return _running_argmax(logits, lambda chunk: resize_logits(chunk[None], size)[0], channels_per_step)
+
+
+def _running_argmax(logits: torch.Tensor, resized: Callable[[torch.Tensor], torch.Tensor], step: int) -> torch.Tensor:
+    """The argmax over classes of ``resized(chunk)`` for chunks of ``step`` channels of ``logits``."""
     best_value: torch.Tensor | None = None
-    best_class = torch.zeros(size, dtype=torch.int64, device=logits.device)
-    for start in range(0, logits.shape[0], channels_per_step):
-        value, index = resize_logits(logits[None, start : start + channels_per_step], size)[0].max(0)
+    best_class = torch.empty(0, dtype=torch.int64)
+    for start in range(0, logits.shape[0], step):
+        value, index = resized(logits[start : start + step]).max(0)
         if best_value is None:
             best_value, best_class = value, index
             continue
@@ -128,3 +173,68 @@ def resized_argmax(logits: torch.Tensor, size: tuple[int, int], channels_per_ste
         best_value = torch.where(better, value, best_value)
         best_class = torch.where(better, index + start, best_class)
     return best_class
+
+
+def _row_weights(source: int, target: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PyTorch's bilinear rows (``align_corners=False``) from ``source`` to ``target`` rows: for every
+    output row the two source rows and their float32 weights.
+
+    The source coordinate ``ratio * (row + 0.5) - 0.5`` is rounded once to float32 (PyTorch's CPU
+    kernel computes it with a fused multiply-add; the exact product fits a float64).
+    """
+    ratio = np.float32(source) / np.float32(target)
+    position = (np.float64(ratio) * (np.arange(target) + 0.5) - 0.5).astype(np.float32)
+    position = np.maximum(position, np.float32(0))
+    first = np.minimum(position.astype(np.int64), source - 1)
+    weight_second = np.minimum(position - first.astype(np.float32), np.float32(1))
+    weight_first = np.float32(1) - weight_second
+    second = np.where(first < source - 1, first + 1, first)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (first, second, weight_first, weight_second))
+
+
+_Combiner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+_COMBINERS: tuple[_Combiner, ...] = (
+    lambda a, b, wa, wb: torch.addcmul(b * wb, a, wa),  # PyTorch's row sum on FMA CPUs: fma(a, wa, b * wb)
+    lambda a, b, wa, wb: a * wa + b * wb,  # without fused multiply-adds
+)
+
+
+def _row_combiner(source: tuple[int, int], target: tuple[int, int]) -> _Combiner | None:
+    """The row sum that, with :func:`_row_weights`, gives PyTorch's own resize from ``source`` to
+    ``target`` bit for bit on this machine; ``None`` when none does (then :func:`resized_argmax`
+    resizes whole steps of channels, as before).
+
+    PyTorch's kernel takes the width first for most sizes (all the large ones we tried) but not for
+    all (5x7 -> 9x33 differs), so each pair of sizes is probed once with one channel at full size
+    (4 bytes per output pixel), after the channel vectorisation is probed on small resizes."""
+    combine = _vector_combiner()
+    if combine is None or not _combines_exactly(combine, (1, *source), target):
+        return None
+    return combine
+
+
+@functools.cache
+def _vector_combiner() -> _Combiner | None:
+    """The first of :data:`_COMBINERS` exact on 16-channel resizes up and down, with partial vectors."""
+    probes = [((16, 37, 53), (301, 211)), ((16, 64, 85), (750, 1003)), ((16, 91, 30), (40, 30))]
+    for combine in _COMBINERS:
+        if all(_combines_exactly(combine, shape, size) for shape, size in probes):
+            return combine
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _combines_exactly(combine: _Combiner, shape: tuple[int, int, int], size: tuple[int, int]) -> bool:
+    """Whether width-first PyTorch plus ``combine`` equals PyTorch's resize of random ``shape`` logits."""
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 20
+    first, second, weight_first, weight_second = _row_weights(shape[1], size[0])
+    across = resize_logits(logits[None], (shape[1], size[1]))[0]
+    expected = resize_logits(logits[None], size)[0]
+    for top in range(0, size[0], 64):  # in bands: one full-size map at a time
+        rows = slice(top, top + 64)
+        got = combine(
+            across[:, first[rows]], across[:, second[rows]], weight_first[rows, None], weight_second[rows, None]
+        )
+        if not torch.equal(got, expected[:, rows]):
+            return False
+    return True

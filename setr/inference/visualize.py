@@ -37,8 +37,22 @@ def mask_to_image(mask: torch.Tensor | np.ndarray, palette: np.ndarray) -> Image
 
 
 def overlay(image: torch.Tensor, mask: torch.Tensor, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """Blend the class colours of ``mask`` (``(H, W)``) over the RGB 0-255 ``image`` (``(3, H, W)``)."""
-    rgb = image.detach().cpu().float().permute(1, 2, 0).numpy()
-    colours = palette[np.asarray(mask.cpu())].astype(np.float32)
-    blended = (1 - alpha) * rgb + alpha * colours
-    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    """Blend the class colours of ``mask`` (``(H, W)``) over the RGB 0-255 ``image`` (``(3, H, W)``).
+
+    Blended in bands of rows, so that a large photo never has a float copy of itself.
+    """
+    image, mask = image.detach().cpu(), np.asarray(mask.cpu())
+    height, width = mask.shape
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        rgb = image[:, band].float().permute(1, 2, 0).numpy()
+        colours = palette[mask[band]].astype(np.float32)
+        blended = (1 - alpha) * rgb + alpha * colours
+        out[band] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, mode="RGB")
+
+
+_BAND_PIXELS = 1 << 20
+"""Pixels per band of :func:`overlay` (a few MiB of float temporaries)."""
