@@ -152,3 +152,18 @@ def test_a_large_image_is_predicted_in_memory_that_follows_the_network_input():
     # classes x 512 x 512 logits, the same for any source size), then the int64 mask (92 MiB) and the
     # bands; the whole-size resize of 16 classes at a time (before the bands) measured 1455 MiB
     assert peak < 800 * 2**20, f"peak {peak / 2**20:.0f} MiB above the predictor before the image"
+
+
+def test_setr_predict_skips_an_image_over_max_pixels_and_reads_it_when_allowed(tmp_path):
+    """--max-pixels reaches read_image: an image above it is skipped and named, the run goes on."""
+    from setr.cli import main
+
+    setr.create_model("setr_pup_vitl_cityscapes", img_size=32, embed_dim=32, depth=2, num_heads=2,
+                      decode_index=1).save_pretrained(tmp_path / "model")  # fmt: skip
+    Image.new("RGB", (60, 50), (10, 20, 30)).save(tmp_path / "big.png")
+    Image.new("RGB", (20, 10), (10, 20, 30)).save(tmp_path / "small.png")
+    args = ["predict", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "--model", str(tmp_path / "model")]
+    assert main([*args, "--out", str(tmp_path / "limited"), "--max-pixels", "1000"]) == 1
+    assert sorted(p.name for p in (tmp_path / "limited").glob("*.png")) == ["small.png"]
+    assert main([*args, "--out", str(tmp_path / "allowed"), "--max-pixels", "3000"]) == 0
+    assert sorted(p.name for p in (tmp_path / "allowed").glob("*.png")) == ["big.png", "small.png"]

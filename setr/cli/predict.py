@@ -26,6 +26,7 @@ from .common import (
     load_model,
     new_folder,
     one_line,
+    positive_int,
     progress,
     report,
 )
@@ -46,6 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity of the class colours (0 to 1)")
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--save-probs", action="store_true", help="also write X_probs.npy, (C, H, W) float16")
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                        help="read images of up to N pixels (default: PIL's limit, about 179 million)")  # fmt: skip
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--force", action="store_true", help="replace outputs that already exist in --out")
     existing.add_argument(
@@ -98,13 +101,13 @@ def _segment(
         palette = palette_for(model.num_classes, model.info.palette)
     for path, stem in progress(images, desc="predict", unit="img"):
         try:
-            image = read_image(path)
+            image = read_image(path, max_pixels=args.max_pixels)
             seg = predictor(image, ms_flip=args.ms_flip, return_probs=args.save_probs)
         except ImageReadError as error:
             report(f"skipped {error}")
             failed += 1
             continue
-        except ExportedShapeError as error:  # a static export of another size: this image only
+        except (ExportedShapeError, ValueError) as error:  # another size than exported, NaN logits: this image only
             report(f"skipped {path}: {one_line(error)}")
             failed += 1
             continue
