@@ -162,7 +162,8 @@ def test_setr_predict_skips_an_image_over_max_pixels_and_reads_it_when_allowed(t
                       decode_index=1).save_pretrained(tmp_path / "model")  # fmt: skip
     Image.new("RGB", (60, 50), (10, 20, 30)).save(tmp_path / "big.png")
     Image.new("RGB", (20, 10), (10, 20, 30)).save(tmp_path / "small.png")
-    args = ["predict", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "--model", str(tmp_path / "model")]
+    args = ["predict", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "--model", str(tmp_path / "model"),
+            "--protocol", "mode=whole", "--protocol", "test_scale=null"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "limited"), "--max-pixels", "1000"]) == 1
     assert sorted(p.name for p in (tmp_path / "limited").glob("*.png")) == ["small.png"]
     assert main([*args, "--out", str(tmp_path / "allowed"), "--max-pixels", "3000"]) == 0
