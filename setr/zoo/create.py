@@ -146,11 +146,12 @@ def _create_segmentor(
     else:
         path = weights_file(checkpoint_path)
         state = read_checkpoint(path, dtype)
-        if detect_format(state) == "timm":
+        if detect_format(state) == "timm":  # ImageNet weights initialise the encoder; the heads stay random
             model = build(**({"num_classes": requested_classes} if requested_classes is not None else {}))
-            return _apply_aux_choice(_init_from_timm(model, state, path), aux_heads, explicit_aux)
-        model = build_and_load(build, state, dtype=dtype, num_classes=requested_classes,
-                               aux_heads=aux_heads or explicit_aux, origin=path)  # fmt: skip
+            model = _init_from_timm(model, state, path)
+        else:
+            model = build_and_load(build, state, dtype=dtype, num_classes=requested_classes,
+                                   aux_heads=aux_heads or explicit_aux, origin=path)  # fmt: skip
     return apply_loading_rules(
         model, num_classes=requested_classes, aux_heads=aux_heads, keep_built_aux=explicit_aux,
         source=str(checkpoint_path or name),
