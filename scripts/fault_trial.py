@@ -290,6 +290,84 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
             lambda: api_refused(lambda: setr.create_model("setr_pup_vitl", device="cuda", **TINY), ValueError),
         ),
         ("api: strict=False", lambda: api_refused(lambda: setr.from_pretrained(model_dir, strict=False), ValueError)),
+        ("predict: --protocol stride=0", cli(*pred, "--out", out("p3"), "--protocol", "stride=0")),
+        ("predict: --alpha nan", cli(*pred, "--out", out("a3"), "--alpha", "nan", leaves_nothing="a3")),
+        ("predict: --max-pixels 0", cli(*pred, "--out", out("mp"), "--max-pixels", "0", leaves_nothing="mp")),
+        (
+            "predict: a zero-byte and a truncated PNG among images",
+            ok(
+                "predict",
+                str(images / "a.png"),
+                str(root / "empty.png"),
+                str(root / "truncated.png"),
+                "--model",
+                str(model_dir),
+                "--out",
+                out("z0"),
+                status=1,
+                names="truncated.png",
+                expect=lambda: (root / "out" / "z0" / "a.png").is_file(),
+            ),
+        ),  # fmt: skip
+        (
+            "predict: grey+alpha, 16-bit and palette PNGs",
+            ok(
+                "predict",
+                str(root / "odd"),
+                "--model",
+                str(model_dir),
+                "--out",
+                out("o0"),
+                expect=lambda: len(list((root / "out" / "o0").rglob("*.png"))) == 3,
+            ),
+        ),  # fmt: skip
+        (
+            "predict: --exported file that is not an export",
+            cli("predict", str(images), "--exported", str(images / "a.png"), "--out", out("x3")),
+        ),
+        (
+            "eval: --batch-size 0",
+            cli("eval", "--dataset", "folder", "--root", str(root), "--model", str(model_dir), "--batch-size", "0"),
+        ),  # fmt: skip
+        ("export: --size 17x0", cli("export", "--model", str(model_dir), "--size", "17x0", "--out", out("x4.onnx"))),
+        (
+            "convert: --override of an unknown field",
+            cli(
+                "convert",
+                "--model",
+                "setr_pup_vitl_cityscapes",
+                "--checkpoint",
+                str(model_dir),
+                "--out",
+                out("c3"),
+                "--override",
+                "nosuch=1",
+                leaves_nothing="c3",
+            ),
+        ),
+        ("api: reset_classifier(1)", lambda: api_refused(lambda: model.reset_classifier(1), ValueError)),
+        (
+            "api: SETR img_size not a multiple of the patch",
+            lambda: api_refused(
+                lambda: setr.SETR(head="pup", img_size=60, embed_dim=32, depth=2, num_heads=2), ValueError
+            ),
+        ),
+        (
+            "api: from_pretrained on a file",
+            lambda: api_refused(lambda: setr.from_pretrained(model_dir / "model.safetensors"), FileNotFoundError),
+        ),
+        (
+            "api: Predictor on an empty 0x10 array",
+            lambda: api_refused(lambda: setr.Predictor(model)(np.zeros((0, 10, 3), np.uint8)), ValueError),
+        ),
+        (
+            "api: create_model with out_indices but not features_only",
+            lambda: api_refused(lambda: setr.create_model("setr_pup_vitl", out_indices=[1], **TINY), ValueError),
+        ),
+        (
+            "api: SETRConfig aux_indices of a negative block",
+            lambda: api_refused(lambda: setr.SETRConfig(head="naive", aux_indices=[-1]), TypeError, ValueError),
+        ),
     ]
 
 
@@ -320,6 +398,13 @@ def main_trial() -> None:
         (root / "twin").mkdir()
         Image.new("RGB", (30, 30), (5, 5, 5)).save(root / "twin" / "a.png")
         Image.new("RGB", (600, 1), (200, 10, 10)).save(root / "strip.png")
+        (root / "empty.png").write_bytes(b"")
+        Image.new("RGB", (64, 64), (9, 9, 9)).save(root / "full.png")
+        (root / "truncated.png").write_bytes((root / "full.png").read_bytes()[:60])
+        (root / "odd").mkdir()
+        Image.new("LA", (30, 20), (100, 200)).save(root / "odd" / "la.png")
+        Image.fromarray(np.full((20, 30), 40000, np.uint16)).save(root / "odd" / "deep.png")
+        Image.new("P", (30, 20), 3).save(root / "odd" / "palette.png")
         counts = {"good": 0, "acceptable": 0, "bad": 0}
         for name, case in cases(root):
             try:
