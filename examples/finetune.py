@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import setr
-from setr.cli.common import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from setr.cli.arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from setr.data.datasets import FolderDataset
 from setr.data.transforms import train_transform
 from setr.devices import resolve_device

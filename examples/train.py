@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import setr
 from setr import training
-from setr.cli.common import non_negative_float, non_negative_int, positive_float, positive_int
+from setr.cli.arguments import non_negative_float, non_negative_int, positive_float, positive_int
 from setr.convert import load_timm_encoder
 from setr.data.synthetic import SyntheticShapes, synthetic_info
 from setr.data.transforms import train_transform

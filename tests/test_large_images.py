@@ -168,3 +168,16 @@ def test_setr_predict_skips_an_image_over_max_pixels_and_reads_it_when_allowed(t
     assert sorted(p.name for p in (tmp_path / "limited").glob("*.png")) == ["small.png"]
     assert main([*args, "--out", str(tmp_path / "allowed"), "--max-pixels", "3000"]) == 0
     assert sorted(p.name for p in (tmp_path / "allowed").glob("*.png")) == ["big.png", "small.png"]
+
+
+def test_a_uint8_mask_holds_the_same_classes_and_a_too_small_dtype_is_refused():
+    model = setr.create_model("setr_pup_vitl_ade20k", img_size=32, embed_dim=32, depth=2, num_heads=2,
+                              decode_index=1).eval()  # fmt: skip
+    image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    plain = setr.Predictor(model)(image).mask
+    small = setr.Predictor(model, mask_dtype=torch.uint8)(image).mask
+    assert plain.dtype == torch.int64 and small.dtype == torch.uint8 and torch.equal(small.long(), plain)
+    with pytest.raises(TypeError, match="integer torch dtype"):
+        setr.Predictor(model, mask_dtype=torch.float32)
+    with pytest.raises(ValueError, match="150 classes do not fit"):
+        setr.Predictor(model, mask_dtype=torch.int8)

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..convert import ConversionError
 from ..files import OutputExistsError, WriteFailed
 from ..zoo import convert_checkpoint
-from .common import CliError, add_override, new_folder, one_line
+from .arguments import add_override
+from .common import CliError, new_folder, one_line
 
 __all__ = ["add_parser", "run"]
 

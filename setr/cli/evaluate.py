@@ -12,18 +12,15 @@ from ..distributed import DistributedContext, cleanup_distributed, init_distribu
 from ..files import atomic_write, check_new_files, check_output_dir
 from ..inference import default_report_path, eval_report, evaluate, pcontext59_classes
 from ..metrics import ConfusionMatrix
+from .arguments import add_model_args, add_protocol_args, non_negative_int, positive_int
 from .common import (
     CliError,
-    add_model_args,
-    add_protocol_args,
     build_predictor,
     check_batch_size,
     choose_precision,
     load_model,
     new_folder,
-    non_negative_int,
     one_line,
-    positive_int,
     report,
 )
 

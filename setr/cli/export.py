@@ -9,7 +9,8 @@ from ..export import EXPORT_FORMATS, EXPORT_PRECISIONS, MissingExtraError, check
 from ..export.requirements import require
 from ..files import WriteFailed, check_new_files, check_output_dir
 from ..models import SETR
-from .common import CliError, add_override, load_model, new_folder, one_line, positive_int
+from .arguments import add_override, positive_int
+from .common import CliError, load_model, new_folder, one_line
 
 __all__ = ["add_parser", "run"]
 

@@ -14,19 +14,16 @@ from ..export import ExportedShapeError
 from ..files import atomic_write, check_new_files, check_output_dir
 from ..inference import collect_images, mask_to_image, overlay, palette_for
 from ..lock import folder_lock
+from .arguments import add_model_args, add_protocol_args, fraction, positive_int
 from .common import (
     CliError,
-    add_model_args,
-    add_protocol_args,
     build_predictor,
     check_batch_size,
     choose_device,
     choose_precision,
-    fraction,
     load_model,
     new_folder,
     one_line,
-    positive_int,
     progress,
     report,
 )

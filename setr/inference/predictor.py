@@ -124,6 +124,7 @@ class Predictor:
         flip: bool = True,
         optimize: bool | None = None,
         precision: str | None = None,
+        mask_dtype: torch.dtype = torch.int64,
         **overrides: Any,
     ) -> None:
         """
@@ -144,10 +145,15 @@ class Predictor:
                 twin, ``model`` itself unchanged; :func:`setr.optimize_for_inference`). Default: the
                 model's own dtype. Whatever the precision, inputs are normalised in fp32, window
                 logits are merged in fp32 and ``probs`` are float32.
+            mask_dtype: the integer dtype of ``Segmentation.mask``. ``torch.uint8`` holds up to 256
+                classes in an eighth of int64's memory (``setr predict`` uses it: the full-size int64
+                mask of a 48 MP photo alone is 384 MB).
             **overrides: protocol fields, e.g. ``mode="whole"``, ``crop=512, stride=341``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_mask_dtype(mask_dtype, getattr(model, "num_classes", None))
+        self.mask_dtype = mask_dtype
         if isinstance(model, str | os.PathLike):
             model = load_exported(model)
         exported = isinstance(model, ExportedNetwork)
@@ -272,7 +278,8 @@ class Predictor:
         if ms_flip:
             for image in rgb:
                 probs = self.ms_flip_probs(image)
-                results.append(Segmentation(probs.argmax(0).cpu(), probs.cpu() if return_probs else None))
+                mask = probs.argmax(0).to(self.mask_dtype).cpu()
+                results.append(Segmentation(mask, probs.cpu() if return_probs else None))
         else:
             for group in _same_size_groups(rgb, self.batch_size):
                 batch = torch.stack(group) if len(group) > 1 else group[0][None]  # no copy of a lone image
@@ -280,10 +287,18 @@ class Predictor:
                 for one in self._single_scale_view_logits(batch):  # single_scale_logits, resized per image
                     if return_probs:
                         one = resize_logits(one[None], size)[0]
-                        results.append(Segmentation(one.argmax(0).cpu(), one.softmax(0).cpu()))
+                        results.append(Segmentation(one.argmax(0).to(self.mask_dtype).cpu(), one.softmax(0).cpu()))
                     else:  # the mask alone never needs the full-size logits of every class at once
-                        results.append(Segmentation(resized_argmax(one, size).cpu(), None))
+                        results.append(Segmentation(resized_argmax(one, size, dtype=self.mask_dtype).cpu(), None))
         return results[0] if single else results
+
+
+def _check_mask_dtype(dtype: torch.dtype, num_classes: int | None) -> None:
+    """Refuse a mask dtype that is not an integer type or cannot hold every class index."""
+    if not isinstance(dtype, torch.dtype) or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        raise TypeError(f"mask_dtype={dtype!r}: expected an integer torch dtype, e.g. torch.uint8 or torch.int64")
+    if num_classes is not None and num_classes - 1 > torch.iinfo(dtype).max:
+        raise ValueError(f"mask_dtype={dtype}: {num_classes} classes do not fit; use torch.int16 or torch.int64")
 
 
 def _same_size_groups(images: list[torch.Tensor], batch_size: int) -> list[list[torch.Tensor]]:

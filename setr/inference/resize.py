@@ -112,10 +112,14 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resized_argmax(
-    logits: torch.Tensor, size: tuple[int, int], channels_per_step: int = 16, band_bytes: int = 16 * 2**20
+    logits: torch.Tensor,
+    size: tuple[int, int],
+    channels_per_step: int = 16,
+    band_bytes: int = 16 * 2**20,
+    dtype: torch.dtype = torch.int64,
 ) -> torch.Tensor:
     """``resize_logits(logits[None], size)[0].argmax(0)`` without the full-size map: ``(C, h, w)``
-    logits -> ``(*size)`` int64 class indices, equal bit for bit.
+    logits -> ``(*size)`` class indices of ``dtype`` (int64 by default), equal bit for bit.
 
     The logits are resized ``channels_per_step`` channels at a time, keeping the running maximum;
     ties go to the lower class, as ``argmax``. Keep the step a multiple of 16: PyTorch's CPU resize
@@ -133,12 +137,12 @@ def resized_argmax(
     height, width = size
     rows = max(1, band_bytes // (4 * channels_per_step * width))
     if logits.device.type != "cpu" or rows >= height:
-        return _chunked_argmax(logits, size, channels_per_step)
+        return _chunked_argmax(logits, size, channels_per_step).to(dtype)
     combine = _row_combiner(tuple(logits.shape[-2:]), (height, width))
     if combine is None:
-        return _chunked_argmax(logits, size, channels_per_step)
+        return _chunked_argmax(logits, size, channels_per_step).to(dtype)
     first, second, weight_first, weight_second = _row_weights(logits.shape[-2], height)
-    mask = torch.empty(size, dtype=torch.int64)
+    mask = torch.empty(size, dtype=dtype)  # written band by band: the int64 argmax of one band at a time
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
         low, high = int(first[top]), int(second[bottom - 1]) + 1  # the source rows this band reads
