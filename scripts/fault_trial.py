@@ -87,6 +87,7 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
     setr.convert.write_safetensors(state, nan_dir / "model.safetensors")
     out = lambda name: str(root / "out" / name)  # noqa: E731
     pred = ["predict", str(images), "--model", str(model_dir), "--device", "cpu"]
+    conv = ["convert", "--model", "setr_pup_vitl_cityscapes", "--checkpoint"]
 
     def cli(*args: str, status: int = 2, leaves_nothing: str | None = None) -> Callable[[], str]:
         def case() -> str:
@@ -209,10 +210,7 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
         (
             "convert: out holds a model",
             cli(
-                "convert",
-                "--model",
-                "setr_pup_vitl_cityscapes",
-                "--checkpoint",
+                *conv,
                 str(model_dir),
                 "--out",
                 str(model_dir),
@@ -221,10 +219,7 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
         (
             "convert: checkpoint missing",
             cli(
-                "convert",
-                "--model",
-                "setr_pup_vitl_cityscapes",
-                "--checkpoint",
+                *conv,
                 str(root / "missing.pth"),
                 "--out",
                 out("c1"),
@@ -234,10 +229,7 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
         (
             "convert: NaN checkpoint",
             cli(
-                "convert",
-                "--model",
-                "setr_pup_vitl_cityscapes",
-                "--checkpoint",
+                *conv,
                 str(nan_dir),
                 "--out",
                 out("c2"),
@@ -333,10 +325,7 @@ def cases(root: Path) -> list[tuple[str, Callable[[], str]]]:
         (
             "convert: --override of an unknown field",
             cli(
-                "convert",
-                "--model",
-                "setr_pup_vitl_cityscapes",
-                "--checkpoint",
+                *conv,
                 str(model_dir),
                 "--out",
                 out("c3"),

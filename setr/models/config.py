@@ -360,6 +360,4 @@ def as_config(config: SETRConfig | Mapping[str, Any] | None = None, **kwargs: An
         return dataclasses.replace(config, **kwargs) if kwargs else config
     if isinstance(config, Mapping):
         return SETRConfig.from_dict({**config, **kwargs})
-    if isinstance(config, str):
-        raise TypeError(f"SETR({config!r}): the first argument is a SETRConfig; pass head={config!r} by keyword")
     raise TypeError(f"SETR(config={config!r}): expected a SETRConfig, a dict of its fields, or keywords")
