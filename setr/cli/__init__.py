@@ -1,4 +1,4 @@
-"""The ``setr`` command line: ``setr list``, ``predict``, ``eval``, ``convert``, ``export``.
+"""The ``setr`` command line: ``setr list``, ``predict``, ``eval``, ``convert``, ``export``, ``demo``.
 
 One module per subcommand, each a thin shell over the library: ``add_parser(subparsers)``
 registers it and sets its ``run`` as ``func``; ``run`` returns the exit status (0 success, 1 some
@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..files import WriteFailed
-from . import convert, evaluate, export, listing, predict
+from . import convert, demo, evaluate, export, listing, predict
 from .common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
 
-_SUBCOMMANDS = (listing, predict, evaluate, convert, export)
+_SUBCOMMANDS = (listing, predict, evaluate, convert, export, demo)
 
 
 class _Parser(argparse.ArgumentParser):
