@@ -1,5 +1,5 @@
 """``export_model``: the plain SETR network (normalised images in, logits out) to ONNX, a
-``torch.export`` program or an AOTInductor package, with dynamic or fixed sizes."""
+``torch.export`` program, an AOTInductor package or an OpenVINO IR, with dynamic or fixed sizes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import copy
 import io
 import json
 import os
+from collections.abc import Iterable, Sized
 from pathlib import Path
 
 import torch
@@ -20,23 +21,29 @@ from .requirements import require
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "MAX_SIDE", "check_export_precision", "export_model"]
 
-EXPORT_FORMATS = ("onnx", "pt2", "aoti")
+EXPORT_FORMATS = ("onnx", "pt2", "aoti", "openvino")
 """``onnx``: an ONNX model (opset 18); ``pt2``: a ``torch.export`` program (``torch.export.save``);
-``aoti``: an AOTInductor package for the CPU (runs without ``setr``)."""
+``aoti``: an AOTInductor package for the CPU (runs without ``setr``); ``openvino``: an OpenVINO IR
+(``.xml`` + ``.bin``; fp32, or int8 through NNCF)."""
+
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "aoti": ".pt2", "openvino": ".xml"}
+"""The file name ending of each format."""
 
 MAX_SIDE = 16384
 """The largest image side a dynamic export accepts."""
 
 EXPORT_PRECISIONS = {word: DTYPES[word] for word in ("fp32", "bf16")}
 """The precisions a graph can be exported in (its weights and its input; logits come back float32
-from :func:`setr.export.load_exported`). ``bf16``: ``pt2`` and ``aoti`` only."""
+from :func:`setr.export.load_exported`). ``bf16``: ``pt2`` and ``aoti`` only. An OpenVINO IR takes
+``fp32`` or ``int8`` (NNCF, with calibration windows); its bf16 is chosen when it runs."""
 
 
 def check_export_precision(precision: str, fmt: str) -> None:
     """Refuse a ``precision`` that cannot be exported to ``fmt`` (checkable before any model exists).
 
     Raises:
-        ValueError: ``int8``, ``auto``, an unknown precision, or bf16 to ONNX; the message says why.
+        ValueError: ``int8`` (but to OpenVINO), ``auto``, an unknown precision, or bf16 to ONNX or
+            OpenVINO; the message says why.
     """
     _export_word(precision, fmt)
 
@@ -47,10 +54,13 @@ def _export_word(precision: str, fmt: str) -> str:
         word = precision_word(precision)
     except ValueError:
         word = None
+    if word == "int8" and fmt == "openvino":
+        return word
     if word == "int8":
         raise ValueError(
             "int8 cannot be exported: its Linear layers are PyTorch's packed fbgemm/oneDNN weights, which "
-            "torch.export and ONNX do not trace; export bf16 (pt2, aoti) or fp32, or quantize in the runtime"
+            "torch.export and ONNX do not trace; export bf16 (pt2, aoti) or fp32, or int8 to OpenVINO "
+            "(--format openvino --calibration DIR: NNCF quantizes it)"
         )
     if word == "auto":
         raise ValueError("an exported file runs on other machines: choose its precision, fp32 or bf16, not auto")
@@ -61,6 +71,11 @@ def _export_word(precision: str, fmt: str) -> str:
             "bf16 cannot be exported to ONNX: ONNX Runtime's CPU provider has no bf16 Conv (the graph is "
             "refused at load); export bf16 as pt2 or aoti, or ONNX in fp32"
         )
+    if word == "bf16" and fmt == "openvino":
+        raise ValueError(
+            "an OpenVINO IR keeps fp32 weights and runs in bf16 when it is loaded so: export fp32 and run it with "
+            "--precision bf16 (or auto; load_exported(path, precision='bf16'))"
+        )
     return word
 
 
@@ -70,10 +85,13 @@ def export_dtype(model: SETR, precision: str | None, fmt: str) -> torch.dtype:
     Raises:
         ValueError: see :func:`check_export_precision`.
     """
+    if precision is None and fmt == "openvino":  # an IR keeps fp32 weights whatever the model's
+        precision = "fp32"
     if precision is None:
         dtype = next(model.parameters()).dtype
         precision = dtype_word(dtype) or str(dtype)
-    return EXPORT_PRECISIONS[_export_word(precision, fmt)]
+    word = _export_word(precision, fmt)
+    return torch.float32 if word == "int8" else EXPORT_PRECISIONS[word]
 
 
 def _plain(model: SETR) -> None:
@@ -113,6 +131,7 @@ def export_model(
     batch: int = 1,
     force: bool = False,
     precision: str | None = None,
+    calibration: Iterable[torch.Tensor] | None = None,
 ) -> Path:
     """Export ``model`` (its plain forward in eval mode) to ``path``.
 
@@ -124,7 +143,8 @@ def export_model(
 
     Args:
         model: a :class:`setr.SETR` (not an optimised one).
-        path: the output file (``.onnx`` or ``.pt2``).
+        path: the output file (``.onnx``, ``.pt2``, or an OpenVINO ``.xml``, written with its ``.bin``
+            as a pair: neither replaces an old file until both are whole).
         fmt: one of :data:`EXPORT_FORMATS`.
         dynamic: batch, height and width symbolic (any height and width from two patches up to
             :data:`MAX_SIDE`, multiples of the patch or not); otherwise the graph takes only
@@ -137,15 +157,23 @@ def export_model(
             input dtype; default the model's own. A model in another dtype is exported from a
             converted copy (``model`` is not changed); load it in the target dtype to avoid the copy
             (``create_model(..., dtype=torch.bfloat16)``). bf16 goes to ``pt2``/``aoti`` only.
+            ``openvino`` takes ``"fp32"`` or ``"int8"`` (NNCF post-training quantization, transformer
+            preset; needs ``calibration``); an IR is run in bf16 by choosing it at load time.
+        calibration: ``int8`` to OpenVINO: the windows NNCF measures activation ranges on, a
+            sized iterable of normalised ``(1, in_chans, H, W)`` float32 tensors that can be iterated
+            more than once (:class:`setr.inference.CalibrationWindows` reads them from images or a
+            dataset as the test protocol feeds the network).
 
     Returns:
         The path written (atomically: an interrupted export leaves no partial file).
 
     Raises:
         setr.files.OutputExistsError: ``path`` exists and ``force`` is not set.
-        setr.export.MissingExtraError: ONNX export without the ``export`` extra.
+        setr.export.MissingExtraError: ONNX export without the ``export`` extra, OpenVINO without
+            the ``openvino`` extra.
         ValueError: an unknown format, an optimised model, a bad size or batch, a precision
-            that cannot be exported (``int8``, ``auto``, bf16 to ONNX).
+            that cannot be exported (``int8`` but to OpenVINO, ``auto``, bf16 to ONNX or OpenVINO),
+            int8 without calibration windows or calibration without int8.
         setr.files.WriteFailed: the disk has no room for the weights (refused after tracing,
             before writing or compiling) or fills up, or the folder is read-only; the old file is whole.
     """
@@ -161,17 +189,31 @@ def export_model(
         raise ValueError(f"a dynamic export needs an example larger than one patch per side, got {size}")
     _plain(model)
     dtype = export_dtype(model, precision, fmt)
+    int8 = precision is not None and precision_word(precision) == "int8"
+    if int8 and (calibration is None or (isinstance(calibration, Sized) and len(calibration) == 0)):
+        raise ValueError("int8 export needs calibration windows (calibration=...; setr export --calibration DIR)")
+    if calibration is not None and not int8:
+        raise ValueError("calibration windows are for precision='int8' (an OpenVINO int8 export)")
     path = Path(path)
     check_output_dir(path.parent if str(path.parent) else ".", "the output folder")
-    check_new_files([path], force, "force=True (--force)")
+    check_new_files([path, path.with_suffix(".bin")] if fmt == "openvino" else [path], force, "force=True (--force)")
     if fmt == "onnx":
         require("onnx", "ONNX export")
         require("onnxscript", "ONNX export")
+    if fmt == "openvino":
+        require("openvino", "OpenVINO export", "openvino")
+        if int8:
+            require("nncf", "int8 quantization", "openvino")
 
     if next(model.parameters()).dtype != dtype:
         model = cast_floating(copy.deepcopy(model), dtype)
     was_training = model.training
     model.eval()
+    if fmt == "openvino":
+        try:
+            return _export_openvino(model, path, dynamic, size, batch, calibration)
+        finally:
+            model.train(was_training)
     # A dynamic export traces an example batch of at least 2: torch.export specialises a size-1 batch.
     example = _example(model, size, max(batch, 2) if dynamic else batch)
     metadata = export_metadata(model, fmt, dynamic, tuple(example.shape))
@@ -209,6 +251,25 @@ def export_model(
                     sink.raise_kept()
     finally:
         model.train(was_training)
+    return path
+
+
+def _export_openvino(
+    model: SETR, path: Path, dynamic: bool, size: tuple[int, int] | None, batch: int, calibration
+) -> Path:
+    """The IR of ``model``: converted from a dynamic ``torch.export`` program (which keeps the
+    position-embedding resize for every size), quantized when ``calibration`` is given, then fixed
+    to ``(batch, C, *size)`` unless ``dynamic``."""
+    from .openvino import write_openvino  # imports openvino only when an IR is written
+
+    crop = (model.config.img_size,) * 2
+    traced_size = size if size is not None and min(size) > model.config.patch_size else crop
+    example = _example(model, traced_size, 2)
+    static = None if dynamic else (batch, model.config.in_chans, *(size or crop))
+    metadata = export_metadata(model, "openvino", dynamic, static or tuple(example.shape))
+    with torch.no_grad():
+        program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(model))
+    write_openvino(program, path, metadata, model.config.in_chans, static, calibration)
     return path
 
 

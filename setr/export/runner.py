@@ -1,5 +1,5 @@
-"""Running an exported SETR: ONNX Runtime, a ``torch.export`` program or an AOTInductor package,
-behind one module that takes normalised images and returns logits, as the model did."""
+"""Running an exported SETR: ONNX Runtime, a ``torch.export`` program, an AOTInductor package or
+an OpenVINO IR (:mod:`setr.export.openvino`), behind one module that takes normalised images and returns logits, as the model did."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..models import ModelInfo
 from .metadata import METADATA_KEY, parse_metadata
 from .requirements import require
 
-__all__ = ["ExportedNetwork", "ExportedShapeError", "load_exported"]
+__all__ = ["ExportedNetwork", "ExportedShapeError", "load_exported", "takes_run_precision"]
 
 
 class ExportedShapeError(ValueError):
@@ -54,6 +54,16 @@ class ExportedNetwork(nn.Module):
         shape = "dynamic" if self.dynamic else "x".join(map(str, self.input_shape))
         return f"{self.path.name}, format={self.metadata['format']}, input={shape}"
 
+    def with_precision(self, precision: str | None, threads: int | None = None) -> ExportedNetwork:
+        """This network run in ``precision`` with ``threads``: itself, for a file that runs in the
+        precision it was exported in (an OpenVINO IR returns a twin compiled in it).
+
+        Raises:
+            ValueError: a precision other than fp32 (or ``None``), or threads, for such a file.
+        """
+        _runs_as_exported(self.path, precision, threads)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = self.metadata["in_chans"]
         if x.ndim != 4 or x.shape[1] != channels:
@@ -81,17 +91,40 @@ class ExportedNetwork(nn.Module):
         return torch.cat(outputs)[: x.shape[0]]
 
 
-def load_exported(path: str | os.PathLike) -> ExportedNetwork:
+def takes_run_precision(path: str | os.PathLike) -> bool:
+    """Whether the exported file ``path`` is run in a precision chosen when it is loaded (an
+    OpenVINO IR, ``.xml``) rather than the one it was exported in."""
+    return Path(path).suffix.lower() == ".xml"
+
+
+def load_exported(path: str | os.PathLike, precision: str | None = None, threads: int | None = None) -> ExportedNetwork:
     """Open a file written by :func:`setr.export.export_model` (the format is read from the file).
+
+    Args:
+        path: an ``.onnx`` file, a ``.pt2`` archive (``torch.export`` or AOTInductor) or an
+            OpenVINO IR ``.xml`` (its ``.bin`` beside it).
+        precision: an OpenVINO IR only: ``fp32`` (default), ``bf16`` or ``auto`` (bf16 where the
+            CPU computes it natively), set when it is compiled; bf16 on a CPU without it runs fp32
+            with a warning. Other files run in the precision they were exported in.
+        threads: an OpenVINO IR only: its ``INFERENCE_NUM_THREADS`` (default
+            ``torch.get_num_threads()``).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an exported SETR (another model, a corrupt file); the message names it.
-        setr.export.MissingExtraError: an ONNX file without ``onnxruntime``.
+        ValueError: not an exported SETR (another model, a corrupt file); the message names it. A
+            precision or threads that the file does not take.
+        setr.export.MissingExtraError: an ONNX file without ``onnxruntime``, an IR without ``openvino``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no exported model at {path}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if takes_run_precision(path):
+        from .openvino import load_openvino  # imports openvino only when an IR is opened
+
+        return load_openvino(path, precision, threads)
+    _runs_as_exported(path, precision, threads)  # before the (slow) load
     if path.suffix == ".onnx":
         return _load_onnx(path)
     if not zipfile.is_zipfile(path):
@@ -103,6 +136,16 @@ def load_exported(path: str | os.PathLike) -> ExportedNetwork:
             metadata = parse_metadata(archive.read(extra[0]), str(path))
             return _load_program(path, metadata)
     return _load_aoti(path)
+
+
+def _runs_as_exported(path: Path, precision: str | None, threads: int | None) -> None:
+    """Refuse run-time settings for a file that runs in the precision it was exported in."""
+    if precision not in (None, "fp32") or threads is not None:
+        what = f"precision={precision!r}" if precision not in (None, "fp32") else f"threads={threads!r}"
+        raise ValueError(
+            f"{path.name} runs in the precision it was exported in: drop {what} (an OpenVINO IR, .xml, takes "
+            "fp32, bf16 or auto when it runs)"
+        )
 
 
 def _load_onnx(path: Path) -> ExportedNetwork:
