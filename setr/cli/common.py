@@ -20,6 +20,7 @@ import setr
 from ..convert import ConversionError
 from ..devices import resolve_device
 from ..export import ExportedNetwork, MissingExtraError, load_exported
+from ..export.runner import takes_run_precision
 from ..fast import resolve_precision, to_precision
 from ..inference import Predictor
 
@@ -67,9 +68,21 @@ def new_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def choose_precision(args: argparse.Namespace, device: torch.device) -> str:
-    """``--precision`` for ``device``, checked before the model is loaded."""
-    if getattr(args, "exported", None) is not None and args.precision != "fp32":
-        raise CliError("--exported FILE runs in the precision it was exported in: drop --precision")
+    """``--precision`` for ``device``, checked before the model is loaded (an OpenVINO IR's is
+    resolved when it is compiled: bf16 on a CPU without it runs fp32, with a warning)."""
+    exported = getattr(args, "exported", None)
+    if exported is not None and takes_run_precision(exported):
+        if args.precision not in ("fp32", "bf16", "auto"):
+            raise CliError(
+                f"--precision {args.precision}: an OpenVINO IR runs in fp32, bf16 or auto (int8 is made at export: "
+                "setr export --format openvino --precision int8 --calibration DIR)"
+            )
+        return args.precision
+    if exported is not None and args.precision != "fp32":
+        raise CliError(
+            "--exported FILE runs in the precision it was exported in (an OpenVINO .xml takes --precision): "
+            "drop --precision"
+        )
     try:
         return resolve_precision(args.precision, device)
     except ValueError as error:
@@ -83,6 +96,8 @@ def load_model(args: argparse.Namespace, precision: str = "fp32") -> setr.SETR |
         if args.model or args.checkpoint or args.pretrained or args.override:
             raise CliError("--exported FILE brings its own network: drop --model/--checkpoint/--pretrained/--override")
         try:
+            if takes_run_precision(exported):
+                return load_exported(exported, precision=precision, threads=getattr(args, "threads", None))
             return load_exported(exported)
         except MissingExtraError as error:
             raise CliError(str(error)) from None

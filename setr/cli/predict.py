@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "an image with only some of them is segmented again",
     )  # fmt: skip
     add_model_args(parser, exported=True)
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads of the network (torch.set_num_threads; an OpenVINO IR's "
+                        "INFERENCE_NUM_THREADS); default: torch's, one per core")  # fmt: skip
     add_protocol_args(parser)
     parser.set_defaults(func=run)
 
@@ -67,6 +71,17 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("no images to segment in " + " ".join(args.inputs))
     check_batch_size(args)
     device = choose_device(args.device)
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the eager network's; an OpenVINO IR takes it too
+    try:
+        return _run(args, images, missing, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace, images, missing, device: torch.device) -> int:
+    """:func:`run` past the checks that need no device or precision."""
     precision = choose_precision(args, device)
     # --out is made here, held by this run's lock, and removed again if the run ends with nothing in it
     with new_folder(args.out), contextlib.ExitStack() as held:
@@ -93,7 +108,11 @@ def _segment(
     """Segment ``images`` into ``args.out`` and print the summary line; the exit status."""
     done = 0
     if images:
-        model = load_model(args, precision)
+        with warnings.catch_warnings(record=True) as caught:  # an IR's bf16 fallback: one line, not a trace
+            warnings.simplefilter("always", RuntimeWarning)
+            model = load_model(args, precision)
+        for warning in caught:
+            report(f"warning: {warning.message}")
         predictor = build_predictor(args, model, device, precision)
         palette = palette_for(model.num_classes, model.info.palette)
     for path, stem in progress(images, desc="predict", unit="img"):

@@ -131,7 +131,7 @@ class Predictor:
         Args:
             model: a SETR (or any ``(B, 3, H, W) -> (B, C, H, W)`` segmentor); put in eval mode.
                 Or an exported model: a file written by :func:`setr.export.export_model` (ONNX,
-                ``torch.export`` program, AOTInductor package) or its
+                ``torch.export`` program, AOTInductor package, OpenVINO IR) or its
                 :class:`~setr.export.ExportedNetwork`, run with the same preprocessing and protocol.
             protocol: the test protocol; default: the model's zoo entry (see :func:`resolve_protocol`).
             batch_size: windows (slide) or images (whole) per forward pass.
@@ -143,8 +143,11 @@ class Predictor:
             precision: ``"fp32"``, ``"bf16"``, ``"int8"`` (CPU) or ``"auto"`` (bf16 where the device
                 computes it natively, else fp32): the network runs in it (weights converted in a
                 twin, ``model`` itself unchanged; :func:`setr.optimize_for_inference`). Default: the
-                model's own dtype. Whatever the precision, inputs are normalised in fp32, window
-                logits are merged in fp32 and ``probs`` are float32.
+                model's own dtype. An exported file runs in the precision it was exported in (only
+                fp32 is taken), except an OpenVINO IR: ``fp32``, ``bf16`` or ``auto``, chosen when it
+                is compiled (bf16 on a CPU without it runs fp32, with a warning). Whatever the
+                precision, inputs are normalised in fp32, window logits are merged in fp32 and
+                ``probs`` are float32.
             mask_dtype: the integer dtype of ``Segmentation.mask``. ``torch.uint8`` holds up to 256
                 classes in an eighth of int64's memory (``setr predict`` uses it: the full-size int64
                 mask of a 48 MP photo alone is 384 MB).
@@ -155,14 +158,14 @@ class Predictor:
         _check_mask_dtype(mask_dtype, getattr(model, "num_classes", None))
         self.mask_dtype = mask_dtype
         if isinstance(model, str | os.PathLike):
-            model = load_exported(model)
+            model = load_exported(model, precision=precision)  # an OpenVINO IR is compiled in it
+        elif isinstance(model, ExportedNetwork):
+            model = model.with_precision(precision)  # refused but for an OpenVINO IR (a twin in it)
         exported = isinstance(model, ExportedNetwork)
         if exported and optimize:
             raise ValueError("an exported model is run as exported: optimize=True applies to a SETR module")
-        if exported and precision not in (None, "fp32"):
-            raise ValueError(
-                f"an exported model runs in the precision it was exported in: drop precision={precision!r}"
-            )
+        if exported:
+            precision = None  # chosen above, where the file takes one
         self.model = model.eval()
         if device is not None:
             self.device = resolve_device(device)
