@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ..models import SETR, ViTEncoder
@@ -22,6 +22,18 @@ from .hf_config import SetrConfig
 from .hf_processor import SetrImageProcessor
 
 __all__ = ["SetrForSemanticSegmentation"]
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+
+
+def _check_is_setr(config: dict[str, Any], source: str | os.PathLike) -> None:
+    """Refuse the ``config.json`` of another model: SETR's has ``model_type`` ``setr``, or (written
+    by :meth:`setr.SETR.save_pretrained`) no ``model_type`` and a ``head``."""
+    model_type = config.get("model_type")
+    if model_type == SetrConfig.model_type or (model_type is None and "head" in config):
+        return
+    what = f"model_type {model_type!r}" if model_type else "no model_type and no SETR head"
+    raise ValueError(f"{source}: not a SETR model ({what} in its config.json)")
 
 
 class SetrForSemanticSegmentation(PreTrainedModel):
@@ -54,6 +66,29 @@ class SetrForSemanticSegmentation(PreTrainedModel):
         for name, child in network.named_children():
             self.add_module(name, child)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """transformers' ``from_pretrained``, strict as setr's loaders are: a folder or repo that is
+        not a SETR model, or weights with missing or unexpected keys, are refused in one line.
+
+        Reads folders of both kinds: written through transformers, or by :meth:`setr.SETR.save_pretrained`
+        (no ``model_type``; ``AutoModelForSemanticSegmentation`` needs one, this class does not).
+        """
+        if not isinstance(kwargs.get("config"), PreTrainedConfig):
+            where = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+            config, _ = SetrConfig.get_config_dict(pretrained_model_name_or_path, **where)
+            _check_is_setr(config, pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        for kind in ("missing_keys", "unexpected_keys"):
+            if info.get(kind):
+                keys = sorted(info[kind])
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: {len(keys)} {kind.replace('_', ' ')} in the weights "
+                    f"({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}): not this SETR's weights"
+                )
+        return (model, info) if wants_info else model
 
     @classmethod
     def from_setr(cls, network: SETR) -> SetrForSemanticSegmentation:
