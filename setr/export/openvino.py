@@ -181,6 +181,8 @@ class OpenVINONetwork(ExportedNetwork):
         self._model = model
         self.precision = precision
         self.threads = threads
+        self.compile_options: dict[str, Any] = {}
+        """More CPU plugin properties for the compile (e.g. ``{"PERF_COUNT": True}`` for a per-layer profile)."""
         self._request = None
 
     def extra_repr(self) -> str:
@@ -198,9 +200,20 @@ class OpenVINONetwork(ExportedNetwork):
                 "INFERENCE_PRECISION_HINT": _HINTS[self.precision],
                 "INFERENCE_NUM_THREADS": int(self.threads or torch.get_num_threads()),
                 "PERFORMANCE_HINT": "LATENCY",
+                **self.compile_options,
             }
             self._request = _core(ov).compile_model(self._model, "CPU", config).create_infer_request()
         return self._request.get_compiled_model()
+
+    def layer_times(self) -> list[tuple[str, str, float]]:
+        """``(layer type, kernel, seconds)`` of every layer in the last forward; compile with
+        ``compile_options={"PERF_COUNT": True}`` first (empty otherwise)."""
+        if self._request is None:
+            return []
+        return [
+            (info.node_type, info.exec_type, info.real_time.total_seconds())
+            for info in self._request.get_profiling_info()
+        ]
 
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         self.compiled()
