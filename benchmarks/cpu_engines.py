@@ -1,8 +1,8 @@
 """OpenVINO on the CPU against our eager paths and ONNX Runtime, one fresh process per configuration.
 
-    python benchmarks/openvino.py                                    # PUP 768, Naive 768, MLA 512 (ViT-L)
-    python benchmarks/openvino.py --models pup768 --engines eager-fp32 ov-bf16 --profile
-    python benchmarks/openvino.py --quick                            # a small model, a minute or two
+    python benchmarks/cpu_engines.py                                    # PUP 768, Naive 768, MLA 512 (ViT-L)
+    python benchmarks/cpu_engines.py --models pup768 --engines eager-fp32 ov-bf16 --profile
+    python benchmarks/cpu_engines.py --quick                            # a small model, a minute or two
 
 Engines: ``eager-fp32`` (``optimize_for_inference``, the reference of every ratio), ``eager-bf16``,
 ``ov-fp32`` / ``ov-bf16`` (one dynamic IR compiled with ``INFERENCE_PRECISION_HINT`` f32 / bf16),
