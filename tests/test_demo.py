@@ -5,9 +5,12 @@ page itself."""
 
 from __future__ import annotations
 
+import importlib.util
+import shlex
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +18,13 @@ import torch
 from PIL import Image
 
 import setr
-from setr.cli import main
+from setr.cli import build_parser, main
 from setr.integrations import demo_page
 from setr.integrations.demo_page import NotAnImage, blend, class_shares, read_upload, segment
 
 from .conftest import small
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = small(depth=2, narrow_heads=True, decode_index=1)
 
 
@@ -154,3 +158,27 @@ def test_importing_setr_and_its_command_line_leaves_gradio_alone():
     code = "import sys, setr, setr.cli, setr.integrations.demo_page; print('gradio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_space_app_runs_offline_without_a_model(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "examples" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.chdir(tmp_path)  # no runs/train/final here
+    model, notice = app.load(None)
+    assert notice == app.UNTRAINED and "Random weights" in notice
+    assert model.info.class_names[:2] == ("background", "stripes") and model.num_classes == 7
+    setr.create_model("setr_naive_vitl", **TINY).save_pretrained(tmp_path / "runs" / "train" / "final")
+    model, notice = app.load(None)
+    assert notice is None and model.config.embed_dim == TINY["embed_dim"]
+
+
+def test_every_setr_demo_line_of_the_docs_parses():
+    """docs/demo.md shows its commands in ``shell`` blocks (a page serves until Ctrl-C, so the docs
+    run cannot run them); the real parser still reads every one."""
+    lines = [line.split("#")[0] for line in (ROOT / "docs" / "demo.md").read_text().splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith("setr demo")]
+    assert len(commands) >= 2
+    for argv in commands:
+        args = build_parser().parse_args(argv)
+        assert args.command == "demo"
