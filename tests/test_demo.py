@@ -90,7 +90,7 @@ def test_the_opacity_slider_reblends_without_the_network(tiny, monkeypatch):
     assert blend(image, mask, tiny, 0.3).size == (53, 37)
 
 
-def test_a_non_image_upload_is_refused_in_one_line(tmp_path):
+def test_a_non_image_upload_is_refused_in_one_line(tmp_path, monkeypatch):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     with pytest.raises(NotAnImage) as refused:
@@ -100,6 +100,9 @@ def test_a_non_image_upload_is_refused_in_one_line(tmp_path):
     assert "\n" not in message and str(tmp_path) not in message
     Image.new("RGB", (5, 4)).save(tmp_path / "ok.png")
     assert read_upload(tmp_path / "ok.png").shape == (3, 4, 5)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5)  # the page reads twice this: 10 pixels
+    with pytest.raises(NotAnImage, match=r"^ok.png: 5x4 = 20 pixels is more than max_pixels=10"):
+        read_upload(tmp_path / "ok.png")
 
 
 @pytest.mark.parametrize(

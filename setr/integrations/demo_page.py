@@ -103,11 +103,14 @@ def read_upload(path: str | os.PathLike, name: str | None = None) -> torch.Tenso
         NotAnImage: the file is not an image PIL can decode (its one-line message says so and what
             to upload instead).
     """
+    shown = name or Path(path).name
     try:
         return read_image(path)
-    except ImageReadError:
-        shown = name or Path(path).name
-        raise NotAnImage(f"{shown} is not an image this page can read: upload a photo ({_FORMATS}).") from None
+    except ImageReadError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        if reason.startswith("cannot read as an image"):
+            raise NotAnImage(f"{shown} is not an image this page can read: upload a photo ({_FORMATS}).") from None
+        raise NotAnImage(f"{shown}: {' '.join(reason.split())}") from None  # e.g. more pixels than PIL allows
 
 
 def class_shares(
@@ -228,7 +231,10 @@ def build_page(
             image = read_upload(path)  # Gradio keeps the upload's own name as the file's name
         except NotAnImage as error:
             return None, "", f"**Not segmented:** {error}", None
-        mask, summary = segment(predictor, image, ms_flip=ms_flip)
+        try:
+            mask, summary = segment(predictor, image, ms_flip=ms_flip)
+        except ValueError as error:  # NaN logits (broken weights, overflowed precision): said on the page
+            return None, "", f"**Not segmented:** {' '.join(str(error).split())}", None
         picture = blend(image, mask, model, opacity)
         return picture, legend_html(summary.classes), summary_markdown(summary), (image, mask)
 
