@@ -62,6 +62,8 @@ def prepare(key: str, quick: bool, cache: Path, engines: list[str], calibration_
     head, size = MODELS[key]
     size = QUICK_SIZE if quick else size
     folder = case_folder(cache, key, quick)
+    folder.mkdir(parents=True, exist_ok=True)
+    (cache / ".gitignore").write_text("*\n")  # gigabytes of IRs and models: never committed
     if not (folder / "model" / "config.json").is_file():
         torch.manual_seed(0)
         model = setr.SETR(head=head, img_size=size, num_classes=19, **QUICK) if quick else None
