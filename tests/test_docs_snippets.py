@@ -150,9 +150,12 @@ class PageChecker:
 
     def remember(self, assign: ast.Assign) -> None:
         func = assign.value.func
-        name = (dotted(func) or "").rsplit(".", 1)[-1]
+        path = dotted(func) or ""
+        name, root = path.rsplit(".", 1)[-1], path.split(".", 1)[0]
         features = any(k.arg == "features_only" for k in assign.value.keywords)
         kind = setr.models.SETRBackbone if features else CONSTRUCTORS.get(name)
+        if root not in ("setr", name, *self.imported):  # another library's from_pretrained
+            kind = None
         for target in assign.targets:
             if isinstance(target, ast.Name):
                 if kind is not None:
