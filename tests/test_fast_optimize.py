@@ -8,7 +8,7 @@ import torch
 from timm.models.vision_transformer import Block
 
 from setr import SETR, optimize_for_inference
-from setr.fast import ClassifierConv2d, FastUpHead, FoldedConvBNReLU, FusedBlock
+from setr.fast import ClassifierConv2d, FastSETR, FastUpHead, FoldedConvBNReLU, FusedBlock
 from setr.models.heads import ConvBNReLU
 
 from .conftest import HEADS, tiny_kwargs
@@ -90,3 +90,23 @@ def test_the_plain_model_traces(head):
         traced = torch.jit.trace(model, x, check_trace=False)
         other = torch.randn(1, 3, 48, 64)
         torch.testing.assert_close(traced(other), model(other), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(48, 64), (50, 37)])
+def test_the_optimised_segmentor_crops_its_padding_as_a_view(size):
+    """FastSETR: the same logits as the plain model, read from the head's own output (no second
+    copy of the logits), where the reference crop copies; in training, the reference crop."""
+    model = tiny("naive")
+    fast = optimize_for_inference(model)
+    assert type(fast) is FastSETR and type(model) is SETR
+    heads = {}
+    for name, net in (("plain", model), ("fast", fast)):
+        net.decode_head.register_forward_hook(lambda m, a, out, name=name: heads.__setitem__(name, out.data_ptr()))
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        plain, quick = model(x), fast(x)
+    torch.testing.assert_close(quick, plain, atol=1e-5, rtol=1e-5)
+    assert quick.shape[-2:] == size
+    assert quick.data_ptr() == heads["fast"] and plain.data_ptr() != heads["plain"]
+    fast.train()
+    assert fast(x).data_ptr() != heads["fast"]

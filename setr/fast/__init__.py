@@ -17,10 +17,11 @@ from .precision import (
     resolve_precision,
     to_precision,
 )  # fmt: skip
+from .segmentor import FastSETR
 from .strips import can_run_in_strips, upsample_conv_classify_in_strips
 
 __all__ = [
-    "PRECISIONS", "ClassifierConv2d", "FastUpHead", "FoldedConvBNReLU", "FusedBlock", "Int8DynamicLinear",
+    "PRECISIONS", "ClassifierConv2d", "FastSETR", "FastUpHead", "FoldedConvBNReLU", "FusedBlock", "Int8DynamicLinear",
     "can_fold", "can_fuse_block", "can_run_in_strips", "cpu_has_native_bf16", "device_has_native_bf16",
     "floating_dtype", "fused_block_forward", "int8_kernels", "optimize_for_inference", "quantize_encoder_linears",
     "resolve_precision", "to_precision", "upsample_conv_classify_in_strips",

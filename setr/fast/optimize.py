@@ -8,12 +8,14 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from ..models.heads import ConvBNReLU, MLAAuxHead, MLAHead, UpHead
+from ..models.segmentor import SETR
 from ._hooks import has_hooks
 from ._twin import shared_twin
 from .blocks import FusedBlock, can_fuse_block
 from .convs import ClassifierConv2d, FoldedConvBNReLU, can_fold
 from .heads import FastUpHead, runs_last_stage_in_strips
 from .precision import resolve_precision, to_precision
+from .segmentor import FastSETR
 
 __all__ = ["optimize_for_inference"]
 
@@ -32,7 +34,9 @@ def optimize_for_inference(model: nn.Module, *, precision: str | None = None, in
       into a channels-last convolution);
     - classifiers -> :class:`~setr.fast.convs.ClassifierConv2d` (channels-last);
     - Naive/PUP heads -> :class:`~setr.fast.heads.FastUpHead` (PUP's last stage in row strips, so
-      its two largest maps never exist whole).
+      its two largest maps never exist whole);
+    - the segmentor -> :class:`~setr.fast.segmentor.FastSETR` (the padding cut from the logits as a
+      view, not a copy).
 
     Modules with hooks, or of types other than the plain ones, are left as they are. In training
     mode, or with autograd on, the swapped modules compute the plain forward, so an optimised model
@@ -78,4 +82,6 @@ def optimize_for_inference(model: nn.Module, *, precision: str | None = None, in
         if isinstance(module, UpHead) and type(module).forward is UpHead.forward and not has_hooks(module):
             module.__class__ = FastUpHead
             module.strips = runs_last_stage_in_strips(module)
+    if type(model) is SETR:
+        model.__class__ = FastSETR
     return model.eval()

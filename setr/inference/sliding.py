@@ -100,6 +100,7 @@ def slide_inference(
             # a temporary copy, which for all 150 ADE20K classes would be as large as the sum
             for c in range(0, window_logits.shape[0], _CLASSES_PER_ADD):
                 logits[i, c : c + _CLASSES_PER_ADD, y1:y2, x1:x2] += window_logits[c : c + _CLASSES_PER_ADD]
+        del windows, out, window_logits  # before the next forward: two windows' logits never coexist
     assert logits is not None
     count = torch.zeros(full_h, full_w, dtype=logits.dtype, device=logits.device)
     for y1, y2, x1, x2 in boxes:

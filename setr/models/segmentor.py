@@ -212,10 +212,16 @@ class SETR(nn.Module, SETRHubMixin):
         else:
             logits = self.decode_head(features[0], grid, out_size)
             aux = [head(f, grid, out_size) for head, f in zip(self.aux_heads, features[1:])]
-        logits = _crop(logits, height, width)
+        logits = self.crop_padding(logits, height, width)
         if not return_aux:
             return logits
-        return logits, [_crop(a, height, width) for a in aux]
+        return logits, [self.crop_padding(a, height, width) for a in aux]
+
+    def crop_padding(self, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The top-left ``(height, width)`` of ``(B, C, H', W')`` output maps: the padding to a
+        multiple of the patch cut off, as a new tensor (see ``_crop``; the fast inference path
+        returns a view instead)."""
+        return _crop(maps, height, width)
 
     # ------------------------------------------------------------------------ fine-tuning tools
     def freeze_encoder(self) -> SETR:
