@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
 
     classes = FolderDataset(args.data, split="train").class_names
     model = setr.create_model(args.model, pretrained=args.pretrained, num_classes=len(classes), **args.model_kwargs)
-    model.info = model.info.replace(dataset="folder", class_names=tuple(classes), palette=None)
+    # the weights become this run's: the card must not claim the release's mIoU (same class count or not)
+    model.info = model.info.replace(dataset="folder", class_names=tuple(classes), palette=None, release=None)
     model.to(args.device)
     crop = model.config.img_size
     transform = train_transform(crop, scale=(2 * crop, crop), mean=model.info.mean, std=model.info.std)

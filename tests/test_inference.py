@@ -303,3 +303,33 @@ def test_the_mask_without_probabilities_is_the_argmax_of_the_probabilities_path(
     with_probs = predictor(image, return_probs=True)
     assert torch.equal(predictor(image).mask, with_probs.mask)
     assert torch.equal(with_probs.mask, with_probs.probs.argmax(0))
+
+
+def test_the_default_batch_keeps_one_forwards_logits_bounded_on_the_cpu():
+    """batch_size=None: on the CPU as many windows (up to 4) as keep one forward's float32 logits
+    within 256 MiB; an explicit batch size is taken as given."""
+    from setr.inference.predictor import AUTO_BATCH_LOGIT_BYTES
+
+    ade = setr.SETR(**small(num_classes=150))
+    cityscapes = setr.SETR(**small(num_classes=19))
+    assert AUTO_BATCH_LOGIT_BYTES == 256 * 2**20
+    assert Predictor(ade, mode="slide", crop=512, stride=341).per_forward(512, 512) == 1  # 157 MB a window
+    assert Predictor(ade).per_forward(256, 256) == 4  # 39 MB a window
+    assert Predictor(cityscapes).per_forward(768, 768) == 4  # 45 MB a window
+    assert Predictor(cityscapes).per_forward(1024, 2048) == 1  # 159 MB an image
+    assert Predictor(ade, batch_size=3).per_forward(512, 512) == 3
+    assert "batch_size=auto" in repr(Predictor(ade))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        Predictor(ade, batch_size=0)
+
+
+def test_a_predictor_opens_a_model_folder_by_its_path(tmp_path):
+    torch.manual_seed(0)
+    model = setr.SETR(**small(num_classes=5)).eval()
+    model.save_pretrained(tmp_path / "mine")
+    image = np.random.default_rng(0).integers(0, 256, (37, 52, 3), dtype=np.uint8)
+    from_folder = Predictor(str(tmp_path / "mine"), mode="whole")(image).mask
+    from_module = Predictor(model, mode="whole")(image).mask
+    assert torch.equal(from_folder, from_module)
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        Predictor(str(tmp_path / "absent.onnx"))

@@ -340,3 +340,20 @@ def test_setr_training_is_reachable_after_import_setr_alone():
     assert result.returncode == 0 and result.stdout.strip() == "param_groups", result.stderr[-2000:]
     result = subprocess.run([sys.executable, "-c", "import setr; setr.trainig"], capture_output=True, text=True)
     assert "module 'setr' has no attribute 'trainig'" in result.stderr
+
+
+def test_the_final_weights_no_longer_claim_the_release_they_started_from(tmp_path):
+    """A model fine-tuned from a release's weights (same classes) is saved as the run's own: its
+    card and config.json name no release, and no release mIoU."""
+    from setr.models.card import is_release
+    from setr.training import save_pretrained_weights
+
+    model = setr.create_model("setr_naive_vitl_cityscapes", embed_dim=32, depth=2, num_heads=2)
+    model.info = model.info.replace(loaded_from={"hub": "setr-pytorch/setr_naive_vitl_cityscapes"})
+    assert is_release(model.info)  # as if the Hub weights had been loaded
+    release_miou = str(model.info.release.miou)
+    save_pretrained_weights(model, tmp_path / "final")
+    saved = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert saved["info"].get("release") is None
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert release_miou not in card and "trained or converted by the user" in card

@@ -146,7 +146,11 @@ def add_model_args(parser: argparse.ArgumentParser, exported: bool = False) -> N
     group.add_argument("--pretrained", action="store_true", help="download the zoo name's released weights")
     add_override(group)
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    group.add_argument("--batch-size", type=int, default=4, help="windows (slide) or images (whole) per forward pass")
+    group.add_argument(
+        "--batch-size", type=int, default=None,
+        help="windows (slide) or images (whole) per forward pass (default: 4; on the CPU fewer when one forward's "
+        "logits would pass 256 MiB)",
+    )  # fmt: skip
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
         help="fp32 (exact), bf16 (loaded straight into bf16), int8 (CPU: the encoder's Linear layers), "

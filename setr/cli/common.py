@@ -46,7 +46,7 @@ def choose_device(name: str | None) -> torch.device:
 
 def check_batch_size(args: argparse.Namespace) -> None:
     """``--batch-size`` at least 1, before the model loads."""
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CliError(f"--batch-size {args.batch_size}: batch_size must be >= 1")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from ..export import ExportedNetwork, load_exported
 from ..fast import optimize_for_inference, resolve_precision, to_precision
 from ..fast.precision import floating_dtype
 from ..models import ModelInfo
+from ..zoo import create_model, is_model
 from .preprocess import ImageInput, is_batch, normalize, to_rgb_tensors
 from .resize import multi_scale_sizes, resize_image, resize_logits, resized_argmax, single_scale_size
 from .sliding import slide_inference, whole_inference
@@ -99,6 +101,11 @@ def resolve_protocol(
     return protocol
 
 
+_AUTO_BATCH = 4
+AUTO_BATCH_LOGIT_BYTES = 256 * 2**20
+"""On the CPU, the default ``batch_size`` keeps one forward's float32 logits within this many bytes."""
+
+
 class Predictor:
     """Segment images the way the official code evaluates: test resize, slide/whole, optional ms+flip.
 
@@ -119,7 +126,7 @@ class Predictor:
         model: nn.Module,
         protocol: EvalProtocol | dict[str, Any] | None = None,
         *,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         device: str | torch.device | None = None,
         flip: bool = True,
         optimize: bool | None = None,
@@ -129,12 +136,17 @@ class Predictor:
     ) -> None:
         """
         Args:
-            model: a SETR (or any ``(B, 3, H, W) -> (B, C, H, W)`` segmentor); put in eval mode.
+            model: a SETR (or any ``(B, 3, H, W) -> (B, C, H, W)`` segmentor); put in eval mode. Or a
+                model folder (``save_pretrained``) or a release's name (its released weights), as
+                :func:`setr.create_model` takes them.
                 Or an exported model: a file written by :func:`setr.export.export_model` (ONNX,
                 ``torch.export`` program, AOTInductor package, OpenVINO IR) or its
                 :class:`~setr.export.ExportedNetwork`, run with the same preprocessing and protocol.
             protocol: the test protocol; default: the model's zoo entry (see :func:`resolve_protocol`).
-            batch_size: windows (slide) or images (whole) per forward pass.
+            batch_size: windows (slide) or images (whole) per forward pass. Default: 4 on an
+                accelerator; on the CPU as many (up to 4) as keep one forward's logits within
+                ``AUTO_BATCH_LOGIT_BYTES`` (256 MiB): 150 classes at 512x512 run one window at a
+                time, which throughput hardly notices there and which bounds the peak memory.
             device: move the model there; default: where the model already is.
             flip: include horizontal flips in multi-scale testing.
             optimize: run the network through :func:`setr.optimize_for_inference` (same function,
@@ -153,14 +165,16 @@ class Predictor:
                 mask of a 48 MP photo alone is 384 MB).
             **overrides: protocol fields, e.g. ``mode="whole"``, ``crop=512, stride=341``.
         """
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        _check_mask_dtype(mask_dtype, getattr(model, "num_classes", None))
-        self.mask_dtype = mask_dtype
-        if isinstance(model, str | os.PathLike):
+        if isinstance(model, str | os.PathLike) and (Path(model).is_dir() or is_model(str(model))):
+            model = create_model(str(model), pretrained=not Path(model).is_dir())  # a folder or a release's name
+        elif isinstance(model, str | os.PathLike):
             model = load_exported(model, precision=precision)  # an OpenVINO IR is compiled in it
         elif isinstance(model, ExportedNetwork):
             model = model.with_precision(precision)  # refused but for an OpenVINO IR (a twin in it)
+        _check_mask_dtype(mask_dtype, getattr(model, "num_classes", None))
+        self.mask_dtype = mask_dtype
         exported = isinstance(model, ExportedNetwork)
         if exported and optimize:
             raise ValueError("an exported model is run as exported: optimize=True applies to a SETR module")
@@ -198,7 +212,18 @@ class Predictor:
         self.flip = flip
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(protocol={self.protocol}, batch_size={self.batch_size}, device={self.device})"
+        batch = "auto" if self.batch_size is None else self.batch_size
+        return f"{type(self).__name__}(protocol={self.protocol}, batch_size={batch}, device={self.device})"
+
+    def per_forward(self, height: int, width: int) -> int:
+        """Windows or images per forward pass for network inputs of ``height x width`` (see
+        ``batch_size``)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if self.device.type != "cpu":
+            return _AUTO_BATCH
+        classes = int(getattr(self.model, "num_classes", 1) or 1)
+        return max(1, min(_AUTO_BATCH, AUTO_BATCH_LOGIT_BYTES // (classes * height * width * 4)))
 
     def network(self, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits of normalised ``(B, 3, H, W)`` images at their size, by the protocol's mode:
@@ -209,10 +234,12 @@ class Predictor:
         """
         images = images.to(self.input_dtype)
         if self.protocol.mode == "whole":
-            logits = whole_inference(self.network_model, images, self.batch_size).float()
+            per_forward = self.per_forward(*images.shape[-2:])
+            logits = whole_inference(self.network_model, images, per_forward).float()
         else:
             crop, stride = self.protocol.crop, self.protocol.stride
-            logits = slide_inference(self.network_model, images, crop, stride, self.batch_size).float()
+            per_forward = self.per_forward(min(crop, images.shape[-2]), min(crop, images.shape[-1]))
+            logits = slide_inference(self.network_model, images, crop, stride, per_forward).float()
         # a few classes at a time: a boolean map of every class would cost a quarter of the logits
         if not all(bool(torch.isfinite(part).all()) for part in logits.split(16, dim=1)):
             bad = sum(int((~torch.isfinite(part)).sum()) for part in logits.split(16, dim=1))
@@ -284,7 +311,7 @@ class Predictor:
                 mask = probs.argmax(0).to(self.mask_dtype).cpu()
                 results.append(Segmentation(mask, probs.cpu() if return_probs else None))
         else:
-            for group in _same_size_groups(rgb, self.batch_size):
+            for group in _same_size_groups(rgb, self.batch_size or _AUTO_BATCH):
                 batch = torch.stack(group) if len(group) > 1 else group[0][None]  # no copy of a lone image
                 size = tuple(batch.shape[-2:])
                 for one in self._single_scale_view_logits(batch):  # single_scale_logits, resized per image
@@ -321,7 +348,7 @@ def predict(
     *,
     ms_flip: bool = False,
     return_probs: bool = False,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     protocol: EvalProtocol | dict[str, Any] | None = None,
     optimize: bool | None = None,

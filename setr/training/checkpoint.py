@@ -147,9 +147,13 @@ def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.
 
 def save_pretrained_weights(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Save the final weights in the ``save_pretrained`` layout (``config.json`` + ``model.safetensors``
-    + model card), through ``model.save_pretrained``."""
+    + model card), through ``model.save_pretrained``. The weights are the run's own from now on:
+    ``model.info`` forgets the release it started from (its reported mIoU, its recipe), so that the
+    card and ``config.json`` do not claim them."""
     model = unwrap_model(model)
     directory = Path(directory)
+    if getattr(model, "info", None) is not None:
+        model.info = model.info.replace(release=None)
     model.save_pretrained(directory)  # makes the folder (setr.files.atomic_staging)
     return directory
 
