@@ -201,20 +201,23 @@ def draw_sizes(results: Path, path: Path) -> None:
 # The package's layers, top to bottom, as pyproject.toml's first import-linter contract names them.
 LAYERS = (
     ("setr.cli",),
+    ("setr.integrations",),
     ("setr.training",),
     ("setr.inference",),
     ("setr.zoo", "setr.fast", "setr.export"),
     ("setr.models",),
-    ("setr.convert", "setr.data", "setr.metrics", "setr.distributed"),
+    ("setr.convert", "setr.data", "setr.metrics", "setr.distributed", "setr.lock"),
     ("setr.files", "setr.dtypes", "setr.devices", "setr.errors"),
 )
 _ROLES = {
-    "setr.cli": "one module per subcommand", "setr.training": "recipe, loop pieces, checkpoints",
+    "setr.cli": "one module per subcommand", "setr.integrations": "HF transformers, the Gradio page",
+    "setr.training": "recipe, loop pieces, checkpoints",
     "setr.inference": "Predictor, protocols, eval report", "setr.zoo": "names, releases, create_model",
     "setr.fast": "optimize_for_inference", "setr.export": "ONNX, pt2, AOTI, runner",
     "setr.models": "SETRConfig, encoder, heads, SETR,\nthe weight pipeline",
     "setr.convert": "readers, strict loader", "setr.data": "datasets, transforms, resize",
-    "setr.metrics": "mIoU", "setr.distributed": "torchrun groups", "setr.files": "atomic writes",
+    "setr.metrics": "mIoU", "setr.distributed": "torchrun groups",
+    "setr.lock": "output-folder lock", "setr.files": "atomic writes",
     "setr.dtypes": "precision words", "setr.devices": "device choice", "setr.errors": "one-line errors",
 }  # fmt: skip
 
