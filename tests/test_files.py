@@ -22,7 +22,7 @@ from setr.models import hub_mixin
 
 from .conftest import small
 
-SAVED = {"config.json", "model.safetensors", "README.md"}
+SAVED = {"config.json", "model.safetensors", "README.md", "preprocessor_config.json"}
 
 
 def tiny(seed: int = 0) -> setr.SETR:

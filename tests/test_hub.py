@@ -33,8 +33,11 @@ def tiny_zoo_model() -> setr.SETR:
 def test_save_and_load_round_trip(tmp_path):
     model = tiny_zoo_model()
     model.save_pretrained(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "config.json", "model.safetensors", "README.md", "preprocessor_config.json"
+    }  # fmt: skip
     config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "setr"  # for transformers' Auto classes (docs/transformers.md)
     assert setr.SETRConfig.from_dict({k: v for k, v in config.items() if k != "info"}) == model.config
     assert config["info"]["dataset"] == "ade20k"
     card = (tmp_path / "README.md").read_text()

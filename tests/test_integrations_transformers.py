@@ -22,6 +22,7 @@ from setr.data.meta import IMAGENET_MEAN, EvalProtocol, label_colormap
 from setr.data.synthetic import SyntheticShapes
 from setr.inference.preprocess import normalize
 from setr.inference.resize import resize_image
+from setr.models.hub_mixin import PREPROCESSOR_FILE
 
 from .conftest import small
 
@@ -136,11 +137,45 @@ def test_files_of_both_kinds_hold_the_same_tensors(folders):
     assert sorted(ours) == sorted(hf) and all(torch.equal(ours[k], hf[k]) for k in ours)
 
 
-def test_auto_classes_load_the_folder(folders):
-    model = transformers.AutoModelForSemanticSegmentation.from_pretrained(folders["hf"])
-    processor = transformers.AutoImageProcessor.from_pretrained(folders["hf"])
+@pytest.mark.parametrize("source", ["ours", "hf"])
+def test_auto_classes_load_the_folder(folders, source):
+    """A folder of either kind: ``setr.SETR.save_pretrained``'s as it is, or one written through transformers."""
+    model = transformers.AutoModelForSemanticSegmentation.from_pretrained(folders[source])
+    processor = transformers.AutoImageProcessor.from_pretrained(folders[source])
     assert isinstance(model, SetrForSemanticSegmentation) and isinstance(processor, SetrImageProcessor)
     assert processor.test_scale == [48, 40] and processor.image_mean == list(IMAGENET_MEAN)
+    assert model.config.id2label == dict(enumerate(CLASSES))
+    x = torch.randn(1, 3, 40, 56)
+    assert torch.equal(model(x).logits, folders["network"](x))
+
+
+def test_a_setr_folder_is_data_only_and_its_preprocessor_file_is_transformers(folders):
+    """setr writes ``model_type`` and ``preprocessor_config.json`` (byte for byte the one transformers
+    writes: both are made from ``info``), and no code: ``auto_map`` and its module come only with
+    a save through transformers."""
+    ours, hf = folders["ours"], folders["hf"]
+    assert {p.name for p in ours.iterdir()} == {"config.json", "model.safetensors", "README.md", PREPROCESSOR_FILE}
+    config = json.loads((ours / "config.json").read_text())
+    assert config["model_type"] == "setr" and "auto_map" not in config
+    assert (ours / PREPROCESSOR_FILE).read_bytes() == (hf / PREPROCESSOR_FILE).read_bytes()
+
+
+def test_a_folder_written_before_model_type_still_loads(folders, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    config = json.loads((folders["ours"] / "config.json").read_text())
+    del config["model_type"]
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "model.safetensors").write_bytes((folders["ours"] / "model.safetensors").read_bytes())
+    x = torch.randn(1, 3, 40, 56)
+    expected = folders["network"](x)
+    assert torch.equal(setr.create_model(str(old))(x), expected)
+    assert torch.equal(SetrForSemanticSegmentation.from_pretrained(old)(x).logits, expected)
+    with pytest.raises(ValueError):  # the Auto classes need model_type: re-save it with setr
+        transformers.AutoModelForSemanticSegmentation.from_pretrained(old)
+    setr.from_pretrained(old, aux_heads=True).save_pretrained(old)
+    assert json.loads((old / "config.json").read_text())["model_type"] == "setr"
+    assert torch.equal(transformers.AutoModelForSemanticSegmentation.from_pretrained(old)(x).logits, expected)
 
 
 def test_not_a_setr_folder_is_refused_in_one_line(tmp_path):
@@ -148,6 +183,8 @@ def test_not_a_setr_folder_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"not a SETR model \(model_type 'vit'") as error:
         SetrForSemanticSegmentation.from_pretrained(tmp_path)
     assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="model_type 'vit': the config of another model"):  # setr's reader too
+        setr.SETRConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
 
 
 def test_loss_is_the_official_recipe(folders):
@@ -210,9 +247,14 @@ def test_processor_is_the_predictor_pipeline(folders):
 # ---------------------------------------------------------------------------- pipeline
 
 
-def test_pipeline_masks_are_the_predictors_whole_mode(folders):
-    pipe = transformers.pipeline("image-segmentation", model=str(folders["hf"]))
-    network = setr.from_pretrained(folders["hf"])
+@pytest.mark.parametrize("source", ["ours", "hf"])
+def test_pipeline_masks_are_the_predictors_whole_mode(folders, source):
+    """The pipeline on the folder itself (setr's own, or written through transformers) against
+    ``setr.Predictor`` on the same folder."""
+    pipe = transformers.pipeline("image-segmentation", model=str(folders[source]))
+    predictors = {
+        optimize: setr.Predictor(str(folders[source]), mode="whole", optimize=optimize) for optimize in (False, True)
+    }
     agreement = {}
     for seed, (height, width) in enumerate([(45, 70), (64, 33), (37, 61)]):
         image = _image(height, width, seed)
@@ -224,10 +266,11 @@ def test_pipeline_masks_are_the_predictors_whole_mode(folders):
             union[selected] = CLASSES.index(result["label"])
         assert (union >= 0).all()  # and cover the image
         for optimize in (False, True):
-            mask = setr.Predictor(network, mode="whole", optimize=optimize)(image).mask.numpy()
+            mask = predictors[optimize](image).mask.numpy()
             assert sorted(r["label"] for r in results) == sorted(CLASSES[c] for c in np.unique(mask))
             agreement.setdefault(optimize, []).append(float((union == mask).mean()))
-    print(f"pipeline vs Predictor whole mode, pixels equal: plain {agreement[False]}, optimised {agreement[True]}")
+    print(f"{source}: pipeline vs Predictor whole mode, pixels equal: plain {agreement[False]}, "
+          f"optimised {agreement[True]}")  # fmt: skip
     assert agreement[False] == [1.0, 1.0, 1.0] and agreement[True] == [1.0, 1.0, 1.0]
 
 

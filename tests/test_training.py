@@ -256,7 +256,9 @@ def test_two_process_torchrun_ranks_agree(tmp_path):
     # the digest is of the weights that were saved
     saved = load_file(out / "final" / "model.safetensors")
     model = setr.SETR(
-        **{k: v for k, v in json.loads((out / "final" / "config.json").read_text()).items() if k != "info"}
+        setr.SETRConfig.from_dict(
+            {k: v for k, v in json.loads((out / "final" / "config.json").read_text()).items() if k != "info"}
+        )  # config.json also has transformers' model_type, which from_dict reads and SETR(**...) does not take
     )
     model.load_state_dict(saved)
     ctx = setr.training.DistributedContext()

@@ -1,10 +1,10 @@
 """``SetrConfig``: a SETR network's :class:`~setr.SETRConfig` and :class:`~setr.ModelInfo` as a transformers config.
 
-Its ``config.json`` is a superset of the one :meth:`setr.SETR.save_pretrained` writes (every
-``SETRConfig`` field at the top level, the ``info`` object), plus what transformers adds
-(``model_type``, ``id2label``, ``auto_map``, ...). So ``setr.from_pretrained`` reads a folder written
-through transformers, and ``SetrConfig`` reads a folder of ours (which has no ``model_type``: load
-it with ``SetrForSemanticSegmentation.from_pretrained``).
+Its ``config.json`` is a superset of the one :meth:`setr.SETR.save_pretrained` writes (``model_type``,
+every ``SETRConfig`` field at the top level, the ``info`` object), plus what transformers adds
+(``id2label``, ``auto_map``, ...). So ``setr.from_pretrained`` reads a folder written through
+transformers, and the Auto classes read a folder of ours (one written before setr wrote
+``model_type`` loads with ``SetrForSemanticSegmentation.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from transformers import PreTrainedConfig
 
 from ..files import atomic_write
 from ..models import ModelInfo, SETRConfig
+from ..models.config import MODEL_TYPE
 
 __all__ = ["AUTO_MAP", "REMOTE_CODE_FILE", "SetrConfig", "write_remote_code"]
 
@@ -64,7 +65,7 @@ class SetrConfig(PreTrainedConfig):
         True
     """
 
-    model_type = "setr"
+    model_type = MODEL_TYPE
     attribute_map = {"num_classes": "num_labels"}
 
     def __init__(self, info: Mapping[str, Any] | None = None, **kwargs: Any) -> None:

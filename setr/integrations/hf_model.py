@@ -28,7 +28,7 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revi
 
 def _check_is_setr(config: dict[str, Any], source: str | os.PathLike) -> None:
     """Refuse the ``config.json`` of another model: SETR's has ``model_type`` ``setr``, or (written
-    by :meth:`setr.SETR.save_pretrained`) no ``model_type`` and a ``head``."""
+    by :meth:`setr.SETR.save_pretrained` before it wrote ``model_type``) no ``model_type`` and a ``head``."""
     model_type = config.get("model_type")
     if model_type == SetrConfig.model_type or (model_type is None and "head" in config):
         return
@@ -72,8 +72,9 @@ class SetrForSemanticSegmentation(PreTrainedModel):
         """transformers' ``from_pretrained``, strict as setr's loaders are: a folder or repo that is
         not a SETR model, or weights with missing or unexpected keys, are refused in one line.
 
-        Reads folders of both kinds: written through transformers, or by :meth:`setr.SETR.save_pretrained`
-        (no ``model_type``; ``AutoModelForSemanticSegmentation`` needs one, this class does not).
+        Reads folders of both kinds, written through transformers or by :meth:`setr.SETR.save_pretrained`,
+        and those setr wrote before it wrote ``model_type`` (which ``AutoModelForSemanticSegmentation``
+        needs, and this class does not).
         """
         if not isinstance(kwargs.get("config"), PreTrainedConfig):
             where = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
@@ -157,5 +158,7 @@ class SetrForSemanticSegmentation(PreTrainedModel):
         """transformers' files (``config.json``, ``model.safetensors``), the module ``auto_map``
         names, and ``preprocessor_config.json`` (the model's test protocol and normalisation)."""
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        SetrImageProcessor.from_model_info(self.network.info).save_pretrained(save_directory)
+        SetrImageProcessor.from_model_info(self.network.info, self.network.config.in_chans).save_pretrained(
+            save_directory
+        )
         return result

@@ -21,6 +21,7 @@ from ..data.resize import resize_nearest
 from ..inference.preprocess import ImageInput, normalize, to_rgb_tensors
 from ..inference.resize import resize_image, resized_argmax, single_scale_size
 from ..models import ModelInfo
+from ..models.hub_mixin import preprocessor_config
 from .hf_config import write_remote_code
 
 __all__ = ["SetrImageProcessor"]
@@ -62,9 +63,9 @@ class SetrImageProcessor(BaseImageProcessor):
 
     @classmethod
     def from_model_info(cls, info: ModelInfo, num_channels: int = 3) -> SetrImageProcessor:
-        """The processor of a model with ``info`` (its normalisation and test resize)."""
-        protocol = info.protocol or EvalProtocol(test_scale=None)
-        return cls(info.mean, info.std, protocol.test_scale, protocol.short_side, num_channels)
+        """The processor of a model with ``info`` (its normalisation and test resize): the settings
+        :meth:`setr.SETR.save_pretrained` writes to ``preprocessor_config.json``."""
+        return cls(**preprocessor_config(info, num_channels))
 
     @property
     def protocol(self) -> EvalProtocol:

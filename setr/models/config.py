@@ -14,11 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 __all__ = [
-    "AUX_STAGES", "DECODE_STAGES", "HEAD_TYPES", "SETRConfig", "StageTopology", "as_config", "check_block_index",
-    "check_num_classes", "default_taps", "official_aux_indices", "take_indices",
+    "AUX_STAGES", "DECODE_STAGES", "HEAD_TYPES", "MODEL_TYPE", "SETRConfig", "StageTopology", "as_config",
+    "check_block_index", "check_num_classes", "default_taps", "official_aux_indices", "take_indices",
 ]  # fmt: skip
 
 HEAD_TYPES = ("naive", "pup", "mla")
+MODEL_TYPE = "setr"
+"""``config.json``'s ``model_type``: transformers' Auto classes find SETR by it; not a field."""
 
 
 class StageTopology(NamedTuple):
@@ -292,13 +294,19 @@ class SETRConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SETRConfig:
-        """Build from :meth:`to_dict`'s form (also what setr 0.2 wrote to ``config.json``).
+        """Build from :meth:`to_dict`'s form (also what setr 0.2 wrote to ``config.json``); a
+        ``model_type`` of :data:`MODEL_TYPE` (``config.json`` has one for transformers) is ignored.
 
         Raises:
             TypeError: ``values`` is not a mapping, or names a field SETR does not have.
+            ValueError: ``values`` has the ``model_type`` of another model.
         """
         if not isinstance(values, Mapping):
             raise TypeError(f"a SETR config is a JSON object of fields, got {type(values).__name__}")
+        if "model_type" in values:
+            if values["model_type"] != MODEL_TYPE:
+                raise ValueError(f"model_type {values['model_type']!r}: the config of another model, not SETR's")
+            values = {name: value for name, value in values.items() if name != "model_type"}
         unknown = sorted(set(values) - cls.field_names())
         if unknown:
             raise TypeError(f"unknown SETR config field(s) {', '.join(map(repr, unknown))}")

@@ -1,8 +1,10 @@
 """Hugging Face Hub methods of :class:`setr.SETR`: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
 
 Built on ``huggingface_hub.PyTorchModelHubMixin``: a saved model is a folder (or Hub repository)
-with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.ModelInfo`),
-``model.safetensors`` and a model card ``README.md``. Loading goes through the one weight pipeline,
+with ``config.json`` (the constructor arguments plus ``info``, the :class:`setr.ModelInfo`, and
+``model_type``), ``model.safetensors``, a model card ``README.md`` and ``preprocessor_config.json``
+(the test resize and normalisation, made from ``info``: what transformers' ``AutoImageProcessor``
+reads, see docs/transformers.md). Loading goes through the one weight pipeline,
 :mod:`setr.models.loading`.
 """
 
@@ -29,17 +31,19 @@ from ..dtypes import as_dtype
 from ..errors import first_line
 from ..files import atomic_staging
 from .card import CARD_FILE, MODEL_CARD, card_fields, is_setr_card
-from .config import SETRConfig, check_num_classes
+from .config import MODEL_TYPE, SETRConfig, check_num_classes
 from .info import ModelInfo
 from .loading import CONFIG_FILE, WEIGHTS_FILE, apply_loading_rules, build_and_load, reinit_classifiers
 
 __all__ = [
-    "CONFIG_FILE", "HUB_ERRORS", "HUB_TIMEOUT_S", "WEIGHTS_FILE", "HubUnreachable", "SETRHubMixin", "as_dtype",
-    "check_hub_reachable", "first_line", "hub_timeout", "looks_like_path", "read_config_file", "reinit_classifiers",
+    "CONFIG_FILE", "HUB_ERRORS", "HUB_TIMEOUT_S", "MODEL_TYPE", "PREPROCESSOR_FILE", "WEIGHTS_FILE", "HubUnreachable",
+    "SETRHubMixin", "as_dtype", "check_hub_reachable", "first_line", "hub_timeout", "looks_like_path",
+    "preprocessor_config", "read_config_file", "reinit_classifiers",
 ]  # fmt: skip
 
 INFO_KEY = "info"
 _OLD_INFO_KEY = "pretrained_cfg"  # what setr 0.1 called it
+PREPROCESSOR_FILE = "preprocessor_config.json"
 HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError)
 """What a failed Hub download raises."""
 HUB_TIMEOUT_S = 3.0
@@ -129,6 +133,27 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def preprocessor_config(info: ModelInfo, in_chans: int) -> dict[str, Any]:
+    """``preprocessor_config.json``: the single-scale test resize and normalisation of ``info``, as
+    transformers' ``SetrImageProcessor`` takes them (``image_mean``/``image_std`` on the 0-255 scale,
+    ``test_scale`` or ``short_side`` when the protocol resizes, ``num_channels``).
+
+    Made from ``info`` each time a model is saved, by setr and through transformers alike: setr
+    reads ``config.json`` only, transformers' ``AutoImageProcessor`` needs this file.
+    """
+    settings: dict[str, Any] = {
+        "image_mean": [float(v) for v in info.mean],
+        "image_std": [float(v) for v in info.std],
+        "num_channels": int(in_chans),
+    }
+    protocol = info.protocol
+    if protocol is not None and protocol.test_scale:
+        settings["test_scale"] = [int(v) for v in protocol.test_scale]
+    if protocol is not None and protocol.short_side:
+        settings["short_side"] = int(protocol.short_side)
+    return settings
+
+
 class SETRHubMixin(
     PyTorchModelHubMixin,
     library_name="setr-pytorch",
@@ -145,10 +170,11 @@ class SETRHubMixin(
     num_classes: int
 
     def _hub_config(self) -> dict[str, Any]:
-        return {**self.config.to_dict(), INFO_KEY: self.info.to_dict()}
+        return {"model_type": MODEL_TYPE, **self.config.to_dict(), INFO_KEY: self.info.to_dict()}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
-        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``save_directory``.
+        """Write ``config.json``, ``model.safetensors``, a model card ``README.md`` and
+        ``preprocessor_config.json`` (:func:`preprocessor_config`) to ``save_directory``.
 
         The files are written into a staging folder inside ``save_directory`` and then moved over
         the old ones, each whole (:func:`setr.files.atomic_staging`: modes as ``open()`` gives them
@@ -182,6 +208,10 @@ class SETRHubMixin(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         write_safetensors(self.state_dict(), save_directory / WEIGHTS_FILE, metadata={"library": "setr-pytorch"})
+        settings = preprocessor_config(self.info, self.config.in_chans)
+        # transformers' layout for this file, so that both libraries write it byte for byte alike
+        text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
+        (save_directory / PREPROCESSOR_FILE).write_text(text, encoding="utf-8")
 
     def generate_model_card(self, *args: Any, repo_or_dir: str | None = None, **kwargs: Any):
         return super().generate_model_card(*args, **{**card_fields(self, repo_or_dir), **kwargs})
@@ -314,6 +344,7 @@ def _saved_config(saved: dict[str, Any], model_kwargs: dict[str, Any], source: s
         raise TypeError(f"from_pretrained got unknown option(s) {', '.join(map(repr, unknown))}")
     overrides = {k: v for k, v in model_kwargs.items() if k in fields and (k not in saved or v != saved[k])}
     try:
-        return SETRConfig.from_dict({k: v for k, v in saved.items() if k in fields}).replace(**overrides)
+        kept = {k: v for k, v in saved.items() if k in fields or k == "model_type"}  # another model's is refused
+        return SETRConfig.from_dict(kept).replace(**overrides)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{source}/{CONFIG_FILE}: {error}") from None
