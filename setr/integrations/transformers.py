@@ -2,14 +2,15 @@
 
 Needs the ``transformers`` extra (``pip install "setr-pytorch[transformers]"``). Importing this
 module registers SETR with ``AutoConfig``, ``AutoModelForSemanticSegmentation`` and
-``AutoImageProcessor`` (``model_type="setr"``); every folder saved through it also carries
+``AutoImageProcessor`` (``model_type="setr"``), so that they and ``pipeline`` load a folder written by
+:meth:`setr.SETR.save_pretrained` as it is. A folder saved through transformers also carries
 ``auto_map`` and the small module it names, so it loads with ``trust_remote_code=True`` in a process
 that never imported setr (setr must be installed there).
 
 Example:
     >>> import setr.integrations.transformers  # registers the Auto classes
     >>> from transformers import pipeline
-    >>> masks = pipeline("image-segmentation", model="runs/hf")("street.jpg")
+    >>> masks = pipeline("image-segmentation", model="runs/train/final")("street.jpg")
 """
 
 from __future__ import annotations
