@@ -221,3 +221,10 @@ def test_eval_under_torchrun_splits_images_and_sums_the_metric(tmp_path, tiny_ch
     assert (
         two["images"] == 5 and two["mIoU"] == pytest.approx(one["mIoU"]) and two["aAcc"] == pytest.approx(one["aAcc"])
     )
+
+
+def test_nothing_to_segment_is_one_line_naming_what_was_missing(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nowhere"), "--model", MODEL, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("setr: error: no images to segment: ")
+    assert "nowhere: no such file or folder" in err[0] and not (tmp_path / "o").exists()

@@ -65,10 +65,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Segment every image of ``args.inputs``; 1 when some could not be read."""
     images, missing = collect_images(args.inputs)
+    if not images:  # one line: what was missing is the reason
+        raise CliError("no images to segment: " + ("; ".join(missing) or "none in " + " ".join(args.inputs)))
     for message in missing:
         report(f"skipped {message}")
-    if not images:
-        raise CliError("no images to segment in " + " ".join(args.inputs))
     check_batch_size(args)
     device = choose_device(args.device)
     threads = torch.get_num_threads()
