@@ -8,7 +8,7 @@
   stage's output shape, and the encoder blocks each head and auxiliary head reads.
 - ``predictions.png``: image | ground truth | prediction panels of the model ``examples/train.py``
   trains, on its generated validation images, with the palette legend (needs ``--model``).
-- ``precision.png``, ``export.png``: latency bars from the JSON the benchmark scripts write
+- ``precision.png``, ``export.png``, ``cpu_engines.png``: latency bars from the JSON the benchmark scripts write
   (``benchmarks/results/precision.json``, ``benchmarks/results/export.json``).
 - ``layers.png``: the package's layers as ``pyproject.toml``'s import-linter contract names them,
   with every import between two of its parts read from the code (grimp, the graph import-linter
@@ -295,6 +295,7 @@ def main() -> None:
     for name, key, title in (
         ("precision", "precision", "fp32 vs bf16 vs int8, optimize_for_inference, CPU (2-core Zen 4), batch 1"),
         ("export", "runtime", "eager optimised vs ONNX Runtime vs AOTInductor vs torch.compile, CPU, fp32, batch 1"),
+        ("cpu_engines", "engine", "ours vs OpenVINO vs ONNX Runtime, CPU (2-core Zen 4, no AMX), ViT-L, batch 1"),
     ):
         source = RESULTS / f"{name}.json"
         if source.is_file():
