@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from _common import table
+from PIL import Image
 
 import setr
 from setr.data.synthetic import SyntheticShapes
