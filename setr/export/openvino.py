@@ -8,6 +8,7 @@ imported only when an IR is written or read.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -221,12 +222,10 @@ class OpenVINONetwork(ExportedNetwork):
         return torch.from_numpy(np.asarray(logits, dtype=np.float32))
 
 
-_CORES: dict[int, Any] = {}
-
-
+@functools.cache
 def _core(ov: Any) -> Any:
     """One ``openvino.Core`` per process."""
-    return _CORES.setdefault(0, _CORES.get(0) or ov.Core())
+    return ov.Core()
 
 
 def load_openvino(path: Path, precision: str | None = None, threads: int | None = None) -> OpenVINONetwork:

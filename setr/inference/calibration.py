@@ -12,8 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from ..data.io import read_image
-from ..data.meta import IMAGENET_MEAN, IMAGENET_STD
-from .predictor import _info, resolve_protocol
+from .predictor import _normalisation, resolve_protocol
 from .preprocess import normalize
 from .resize import resize_image, single_scale_size
 from .sliding import window_boxes
@@ -51,9 +50,7 @@ class CalibrationWindows:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
         self.protocol = resolve_protocol(model)
-        info = _info(model)
-        self.mean = tuple(info.mean) if info.mean else IMAGENET_MEAN
-        self.std = tuple(info.std) if info.std else IMAGENET_STD
+        self.mean, self.std = _normalisation(model)
         channels = int(getattr(getattr(model, "config", None), "in_chans", 3) or 3)
         if channels != 3:
             raise CalibrationError(f"calibration reads RGB images; this model takes {channels} channels")

@@ -48,6 +48,12 @@ def _info(model: nn.Module) -> ModelInfo:
     return info if isinstance(info, ModelInfo) else ModelInfo()
 
 
+def _normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` that ``model``'s inputs are normalised with: its ``info``'s, else ImageNet's."""
+    info = _info(model)
+    return (tuple(info.mean) if info.mean else IMAGENET_MEAN, tuple(info.std) if info.std else IMAGENET_STD)
+
+
 def _as_protocol(value: EvalProtocol | dict[str, Any]) -> EvalProtocol:
     if isinstance(value, EvalProtocol):
         return value
@@ -167,10 +173,12 @@ class Predictor:
         """
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(model, str | os.PathLike) and (Path(model).is_dir() or is_model(str(model))):
-            model = create_model(str(model), pretrained=not Path(model).is_dir())  # a folder or a release's name
-        elif isinstance(model, str | os.PathLike):
-            model = load_exported(model, precision=precision)  # an OpenVINO IR is compiled in it
+        if isinstance(model, str | os.PathLike):
+            folder = Path(model).is_dir()
+            if folder or is_model(str(model)):  # a model folder, or a release's name (its released weights)
+                model = create_model(str(model), pretrained=not folder)
+            else:
+                model = load_exported(model, precision=precision)  # an OpenVINO IR is compiled in it
         elif isinstance(model, ExportedNetwork):
             model = model.with_precision(precision)  # refused but for an OpenVINO IR (a twin in it)
         _check_mask_dtype(mask_dtype, getattr(model, "num_classes", None))
@@ -188,9 +196,7 @@ class Predictor:
             parameter = next(model.parameters(), None)
             self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.protocol = resolve_protocol(model, protocol, **overrides)
-        info = _info(model)
-        self.mean = tuple(info.mean) if info.mean else IMAGENET_MEAN
-        self.std = tuple(info.std) if info.std else IMAGENET_STD
+        self.mean, self.std = _normalisation(model)
         self.channels = int(getattr(getattr(model, "config", None), "in_chans", 3))
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(
